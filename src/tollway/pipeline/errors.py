@@ -33,6 +33,8 @@ NO_AVAILABLE_CHANNEL = ErrorKind("no_available_channel", 503, "service_unavailab
 UPSTREAM_ERROR = ErrorKind("upstream_error", 502, "upstream_error", retryable=True)
 UPSTREAM_TIMEOUT = ErrorKind("upstream_timeout", 504, "upstream_error", retryable=True)
 UPSTREAM_STREAM_INTERRUPTED = ErrorKind("upstream_stream_interrupted", 502, "upstream_error", retryable=True)
+# Logged only: the caller hung up mid-stream (nginx's 499), so there is nobody to answer.
+CLIENT_DISCONNECTED = ErrorKind("client_disconnected", 499, "client_closed_request")
 BAD_REQUEST = ErrorKind("bad_request", 400, "invalid_request_error")
 UNSUPPORTED_ENDPOINT = ErrorKind("unsupported_endpoint", 404, "invalid_request_error")
 METHOD_NOT_ALLOWED = ErrorKind("method_not_allowed", 405, "invalid_request_error")

@@ -1,0 +1,3 @@
+from tollway.cli.main import app
+
+app(prog_name="tollway")

@@ -1,0 +1,85 @@
+"""Commits a batch of finished requests: their log rows and their charges in ONE transaction,
+so there is never a charge without a log row or a log row without its charge.
+
+Idempotent: a request whose log row is already stored is skipped whole, so replaying a journal
+segment that was (partly) committed before a crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from tollway.store.tables import api_keys, leases, ledger_entries, request_logs, users
+
+_CHUNK = 500
+
+
+def commit_records(engine: Engine, records: list[dict[str, Any]]) -> int:
+    """Returns how many records were new."""
+    if not records:
+        return 0
+    with engine.begin() as conn:
+        ids = [r["log"]["request_id"] for r in records]
+        stored: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            stored.update(conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars())
+        fresh = []
+        seen: set[str] = set()
+        for record in records:
+            rid = record["log"]["request_id"]
+            if rid not in stored and rid not in seen:
+                seen.add(rid)
+                fresh.append(record)
+        if not fresh:
+            return 0
+        conn.execute(insert(request_logs), [r["log"] for r in fresh])
+        charges = [r for r in fresh if r.get("charge")]
+        if charges:
+            _apply_charges(conn, charges)
+    return len(fresh)
+
+
+def _apply_charges(conn: Any, records: list[dict[str, Any]]) -> None:
+    entries = []
+    by_user: dict[int, int] = defaultdict(int)
+    by_key: dict[int, int] = defaultdict(int)
+    by_lease: dict[int, int] = defaultdict(int)
+    for record in records:
+        charge, log = record["charge"], record["log"]
+        amount = int(charge["amount_nano"])
+        entries.append(
+            {
+                "request_id": log["request_id"],
+                "kind": "charge",
+                "user_id": charge["user_id"],
+                "key_id": charge["key_id"],
+                "amount_nano": -amount,
+                "note": log["requested_model"] or "",
+                "created_at_ms": log["created_at_ms"],
+            }
+        )
+        by_user[charge["user_id"]] += amount
+        if charge["key_id"] is not None:
+            by_key[charge["key_id"]] += amount
+        for lease_id in (charge.get("user_lease_id"), charge.get("key_lease_id")):
+            if lease_id is not None:
+                by_lease[lease_id] += amount
+    conn.execute(insert(ledger_entries), entries)
+    conn.execute(
+        update(users).where(users.c.id == bindparam("uid")).values(balance_nano=users.c.balance_nano - bindparam("amt")),
+        [{"uid": uid, "amt": amt} for uid, amt in by_user.items()],
+    )
+    if by_key:
+        conn.execute(
+            update(api_keys).where(api_keys.c.id == bindparam("kid")).values(spent_nano=api_keys.c.spent_nano + bindparam("amt")),
+            [{"kid": kid, "amt": amt} for kid, amt in by_key.items()],
+        )
+    if by_lease:
+        conn.execute(
+            update(leases).where(leases.c.id == bindparam("lid")).values(used_nano=leases.c.used_nano + bindparam("amt")),
+            [{"lid": lid, "amt": amt} for lid, amt in by_lease.items()],
+        )

@@ -1,0 +1,257 @@
+"""The request path, in order: authenticate ▸ resolve model ▸ estimate ▸ reserve ▸ route ▸
+call ▸ translate ▸ settle ▸ log. The HTTP layer hands in a context and a way to stream to the
+client; everything else about a relay request happens here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import orjson
+
+from tollway.billing.ledger import Ledger
+from tollway.billing.leases import KEY, USER
+from tollway.billing.money import format_usd
+from tollway.billing.prices import cost_nano
+from tollway.config import Settings
+from tollway.logs.writer import LogWriter
+from tollway.pipeline import errors as E
+from tollway.pipeline import steps
+from tollway.pipeline.context import RequestContext
+from tollway.pipeline.errors import GatewayError
+from tollway.pipeline.upstream import UpstreamClient, UpstreamReply
+from tollway.pipeline.upstream_errors import from_upstream_status
+from tollway.providers import openai_compat, tokens
+from tollway.providers.base import Endpoint
+from tollway.snapshot.holder import SnapshotHolder
+from tollway.wire.sse import DONE_EVENT, EventSplitter
+from tollway.wire.usage import ESTIMATED, Usage
+
+log = logging.getLogger("tollway.pipeline")
+
+
+class ClientGone(Exception):
+    """The caller closed the connection while we were streaming to it."""
+
+
+class ClientStream(Protocol):
+    async def start(self) -> None: ...
+    async def send(self, data: bytes) -> None: ...  # raises ClientGone
+    async def finish(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    error: GatewayError | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        snapshots: SnapshotHolder,
+        ledger: Ledger,
+        writer: LogWriter,
+        upstream: UpstreamClient,
+    ) -> None:
+        self.settings = settings
+        self.snapshots = snapshots
+        self.ledger = ledger
+        self.writer = writer
+        self.upstream = upstream
+
+    async def handle(self, ctx: RequestContext, headers: Mapping[str, str], client: ClientStream) -> Reply | None:
+        """Returns the whole reply, or None when it was streamed to `client`."""
+        try:
+            snapshot = self.snapshots.current
+            steps.authenticate(ctx, snapshot, headers)
+            steps.parse_body(ctx)
+            steps.resolve_model(ctx, snapshot)
+            steps.estimate(ctx, self.settings.default_max_output_tokens)
+            key = ctx.key
+            assert key is not None
+            ctx.reservation = await self.ledger.reserve(
+                user_id=key.user.id, key_id=key.id, key_limited=key.spend_limit_nano is not None, amount=ctx.estimate_nano
+            )
+            steps.route(ctx)
+            reply = await self.upstream.send(ctx)
+            if reply.status >= 400:
+                assert ctx.channel is not None
+                raise from_upstream_status(reply.status, reply.body, ctx.channel)
+            if ctx.stream:
+                await self._relay_stream(ctx, reply, client)
+                return None
+            return self._finish_whole(ctx, reply)
+        except GatewayError as err:
+            self._fail(ctx, err)
+            return Reply(status=err.status, body=b"", error=err)
+        except Exception:
+            log.exception("request %s failed unexpectedly", ctx.request_id)
+            err = GatewayError(
+                E.INTERNAL_ERROR,
+                "the gateway hit an internal error; it has been logged — retry, and quote the request id if it persists",
+                "网关内部错误，已记录；请重试，如持续出现请提供请求 ID",
+            )
+            self._fail(ctx, err)
+            return Reply(status=err.status, body=b"", error=err)
+
+    # -- settle and log ---------------------------------------------------------------
+
+    def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
+        if ctx.reservation is not None:
+            self.ledger.refund(ctx.reservation)
+        ctx.status = err.status
+        ctx.error = err
+        reason = err.extra.get("reason")
+        ctx.failure_reason = f"{err.message_en} ({reason})" if reason else err.message_en
+        ctx.charged = False
+        ctx.charge_reason = "not charged: the request failed before the upstream produced any tokens"
+        self.writer.submit({"log": ctx.log_row(), "charge": None})
+
+    def _settle(self, ctx: RequestContext, usage: Usage, why: str) -> None:
+        """Charge for `usage`, journal the charge with its log row, then the caller answers."""
+        assert ctx.key is not None and ctx.price is not None and ctx.reservation is not None
+        ctx.usage = usage
+        ctx.cost_nano = cost_nano(ctx.price, usage, ctx.key.user.group.price_multiplier_ppm)
+        reservation = ctx.reservation
+        self.ledger.settle(reservation, ctx.cost_nano)
+        charge = None
+        if ctx.cost_nano > 0:
+            ctx.charged = True
+            ctx.charge_reason = f"charged {format_usd(ctx.cost_nano)} for {why}"
+            charge = {
+                "user_id": ctx.key.user.id,
+                "key_id": ctx.key.id,
+                "amount_nano": ctx.cost_nano,
+                "user_lease_id": reservation.lease_id(USER),
+                "key_lease_id": reservation.lease_id(KEY),
+            }
+        else:
+            ctx.charge_reason = f"not charged: the price of `{ctx.model}` is zero ({why})"
+        self.writer.submit(
+            {"log": ctx.log_row(), "charge": charge}, on_committed=lambda: self.ledger.committed(reservation.accounts)
+        )
+
+    def _finish_whole(self, ctx: RequestContext, reply: UpstreamReply) -> Reply:
+        ctx.first_byte_ns = time.perf_counter_ns()
+        usage = openai_compat.response_usage(reply.body)
+        if usage is not None:
+            self._settle(ctx, usage, "the usage the upstream reported")
+        else:
+            completion = tokens.count_text(openai_compat.response_text(reply.body), ctx.upstream_model or "")
+            usage = Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
+            self._settle(ctx, usage, "usage Tollway counted (the upstream reported none)")
+        return Reply(status=200, body=reply.body)
+
+    def _count_prompt(self, ctx: RequestContext) -> int:
+        model = ctx.upstream_model or ctx.model or ""
+        if ctx.endpoint is Endpoint.CHAT:
+            return tokens.count_chat_prompt(ctx.body.get("messages") or [], model, ctx.body.get("tools"))
+        if ctx.endpoint is Endpoint.COMPLETIONS:
+            return tokens.count_prompt(ctx.body.get("prompt") or "", model)
+        return tokens.count_embedding_input(ctx.body.get("input") or "", model)
+
+    def _estimated_usage(self, ctx: RequestContext, delivered: list[bytes]) -> Usage:
+        completion = tokens.count_text(openai_compat.streamed_text(delivered), ctx.upstream_model or "")
+        return Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
+
+    # -- streaming --------------------------------------------------------------------
+
+    async def _relay_stream(self, ctx: RequestContext, reply: UpstreamReply, client: ClientStream) -> None:
+        """Each complete upstream event goes to the client as soon as it arrives. Only the
+        final [DONE] waits, until the charge is journaled."""
+        assert reply.chunks is not None
+        inspector = openai_compat.StreamInspector()
+        splitter = EventSplitter()
+        delivered: list[bytes] = []
+        await client.start()
+        broken: tuple[E.ErrorKind, str] | None = None
+        client_gone = False
+        try:
+            async for chunk in reply.chunks:
+                out = []
+                for event in splitter.feed(chunk):
+                    usage_only = inspector.inspect(event)
+                    if inspector.done:
+                        break
+                    if usage_only and not ctx.client_wants_usage:
+                        continue
+                    out.append(event)
+                if out:
+                    if ctx.first_byte_ns is None:
+                        ctx.first_byte_ns = time.perf_counter_ns()
+                    delivered.extend(out)
+                    await client.send(b"".join(out))
+                if inspector.done:
+                    break
+            if not inspector.done:
+                broken = (E.UPSTREAM_STREAM_INTERRUPTED, "the upstream closed the stream before it finished")
+        except ClientGone:
+            client_gone = True
+        except (TimeoutError, asyncio.TimeoutError):
+            broken = (E.UPSTREAM_TIMEOUT, "the upstream stopped sending (read timeout)")
+        except aiohttp.ClientError as exc:
+            broken = (E.UPSTREAM_STREAM_INTERRUPTED, f"the upstream stream broke ({type(exc).__name__})")
+        finally:
+            reply.close()
+
+        if client_gone:
+            self._settle_partial(ctx, inspector.usage, delivered, E.CLIENT_DISCONNECTED, "the client disconnected mid-stream")
+            return
+        if broken is not None:
+            kind, why = broken
+            self._settle_partial(ctx, inspector.usage, delivered, kind, why)
+            await self._send_stream_error(ctx, client, kind, why)
+            return
+        usage = inspector.usage
+        if usage is not None:
+            self._settle(ctx, usage, "the usage the upstream reported")
+        else:
+            self._settle(ctx, self._estimated_usage(ctx, delivered), "usage Tollway counted (the upstream reported none)")
+        try:
+            await client.send(DONE_EVENT)
+            await client.finish()
+        except ClientGone:
+            pass  # already charged and journaled: the answer was complete but for [DONE]
+
+    def _settle_partial(
+        self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], kind: E.ErrorKind, why: str
+    ) -> None:
+        """A stream that ended early: charge what the upstream produced (it bills us for it),
+        nothing if it produced nothing, and say so in the log."""
+        ctx.status = kind.status
+        ctx.error = GatewayError(kind, why, why)
+        ctx.failure_reason = why
+        if usage is None:
+            usage = self._estimated_usage(ctx, delivered)
+        if usage.completion_tokens == 0 and usage.source == ESTIMATED:
+            assert ctx.reservation is not None
+            self.ledger.refund(ctx.reservation)
+            ctx.usage = usage
+            ctx.charge_reason = f"not charged: {why} before any tokens were produced"
+            self.writer.submit({"log": ctx.log_row(), "charge": None})
+            return
+        self._settle(
+            ctx,
+            usage,
+            f"the {usage.completion_tokens} completion tokens the upstream produced before {why.removeprefix('the ')} "
+            f"({usage.source})",
+        )
+
+    async def _send_stream_error(self, ctx: RequestContext, client: ClientStream, kind: E.ErrorKind, why: str) -> None:
+        payload = orjson.dumps(
+            {"error": {"message": why, "type": kind.type, "param": None, "code": kind.code, "request_id": ctx.request_id}}
+        )
+        try:
+            await client.send(b"data: " + payload + b"\n\n")
+            await client.finish()
+        except ClientGone:
+            pass
+

@@ -1,0 +1,137 @@
+"""Adapter for OpenAI-compatible upstreams (OpenAI, DeepSeek, Moonshot, Groq, vLLM, Ollama, ...).
+
+Inbound and upstream formats are the same, so this is the passthrough fast path: the body is
+forwarded byte for byte unless the model is renamed or usage must be requested on a stream, and
+responses are read only for what billing needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.providers.base import Endpoint, UpstreamRequest
+from tollway.snapshot.model import ChannelView
+from tollway.wire.sse import event_data
+from tollway.wire.usage import Usage, usage_from_openai
+
+
+def build_request(
+    endpoint: Endpoint,
+    channel: ChannelView,
+    raw_body: bytes,
+    body: dict[str, Any],
+    *,
+    upstream_model: str,
+    stream: bool,
+    client_wants_usage: bool,
+) -> UpstreamRequest:
+    changes: dict[str, Any] = {}
+    if upstream_model != body.get("model"):
+        changes["model"] = upstream_model
+    if stream and not client_wants_usage:
+        # Billing needs real usage: ask for it, and strip the extra chunk on the way back.
+        options = body.get("stream_options")
+        changes["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    payload = orjson.dumps({**body, **changes}) if changes else raw_body
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+    if channel.credential:
+        headers["Authorization"] = f"Bearer {channel.credential}"
+    return UpstreamRequest(url=channel.base_url + endpoint.upstream_suffix, headers=headers, body=payload)
+
+
+def response_usage(body: bytes) -> Usage | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return usage_from_openai(data.get("usage")) if isinstance(data, dict) else None
+
+
+def client_wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class StreamInspector:
+    """Reads each event of an OpenAI stream for usage, without re-encoding anything."""
+
+    __slots__ = ("done", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.done = False
+
+    def inspect(self, event: bytes) -> bool:
+        """Returns True when the event is the usage-only chunk (no choices), which the caller
+        strips if the client did not ask for usage. Sets `done` on [DONE]."""
+        if b"[DONE]" in event and event_data(event) == b"[DONE]":
+            self.done = True
+            return False
+        if b'"usage":{' not in event and b'"usage": {' not in event:
+            return False
+        payload = event_data(event)
+        if payload is None:
+            return False
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(data, dict):
+            return False
+        usage = usage_from_openai(data.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        return usage is not None and not data.get("choices")
+
+
+def streamed_text(events: list[bytes]) -> str:
+    """The text an OpenAI stream delivered (content, tool call names and arguments), for
+    counting completion tokens when the upstream reported none."""
+    parts: list[str] = []
+    for event in events:
+        payload = event_data(event)
+        if not payload or payload == b"[DONE]":
+            continue
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        for choice in data.get("choices") or () if isinstance(data, dict) else ():
+            if not isinstance(choice, dict):
+                continue
+            if isinstance(choice.get("text"), str):
+                parts.append(choice["text"])
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), str):
+                    parts.append(delta["content"])
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return "".join(parts)
+
+
+def response_text(body: bytes) -> str:
+    """Same as streamed_text for a non-streamed response."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    parts: list[str] = []
+    for choice in data.get("choices") or () if isinstance(data, dict) else ():
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            parts.append(choice["text"])
+        message = choice.get("message")
+        if isinstance(message, dict):
+            if isinstance(message.get("content"), str):
+                parts.append(message["content"])
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return "".join(parts)
