@@ -219,7 +219,13 @@ async def test_group_cycle(api: Api) -> None:
 
 async def test_key_cycle_shows_the_key_once(api: Api, engine: Engine) -> None:
     assert_ok(await api.call("POST", "/api/users", json={"name": "erin"}), 201)
-    body = {"user": "erin", "name": "ci", "spend_limit_usd": "2.5", "allowed_ips": ["10.0.0.0/8"], "environment": "test"}
+    body = {
+        "user": "erin",
+        "name": "ci",
+        "spend_limit_usd": "2.5",
+        "allowed_ips": ["10.0.0.0/8"],
+        "environment": "test",
+    }
     created = shaped(s.KeyCreatedOut, assert_ok(await api.call("POST", "/api/keys", json=body), 201))
     secret = created["key"]
     assert secret.startswith("sk-") and created["spend_limit_usd"] == "2.5"
@@ -237,8 +243,14 @@ async def test_key_cycle_shows_the_key_once(api: Api, engine: Engine) -> None:
 
     limited = assert_ok(await api.call("PATCH", f"/api/keys/{key_id}", json={"status": "disabled"}))
     assert (limited["status"], limited["spend_limit_usd"]) == ("disabled", "2.5")
-    unlimited = shaped(s.KeyOut, assert_ok(await api.call("PATCH", f"/api/keys/{key_id}", json={"spend_limit_usd": None})))
-    assert (unlimited["spend_limit_usd"], unlimited["status"], unlimited["allowed_ips"]) == (None, "disabled", ["10.0.0.0/8"])
+    unlimited = shaped(
+        s.KeyOut, assert_ok(await api.call("PATCH", f"/api/keys/{key_id}", json={"spend_limit_usd": None}))
+    )
+    assert (unlimited["spend_limit_usd"], unlimited["status"], unlimited["allowed_ips"]) == (
+        None,
+        "disabled",
+        ["10.0.0.0/8"],
+    )
     assert secret not in str(unlimited)
 
     bad_id = assert_error(await api.call("GET", "/api/keys/abc"), 400, "bad_request")
@@ -324,11 +336,15 @@ async def test_validation_errors_name_the_field_in_both_languages(sqlite_api: Ap
     choice = assert_error(await api.call("POST", "/api/users", json={"name": "x", "role": "root"}), 400, "bad_request")
     assert "`role` must be one of" in choice["message"] and "'admin'" in choice["message"]
 
-    floaty = await api.call("POST", "/api/users", json={"name": "x", "balance_usd": 1.5}, headers={"Accept-Language": "zh"})
+    floaty = await api.call(
+        "POST", "/api/users", json={"name": "x", "balance_usd": 1.5}, headers={"Accept-Language": "zh"}
+    )
     err = assert_error(floaty, 400, "bad_request")
     assert err["param"] == "balance_usd" and "十进制字符串" in err["message"]
 
-    nulled = assert_error(await api.call("PATCH", "/api/groups/default", json={"description": None}), 400, "bad_request")
+    nulled = assert_error(
+        await api.call("PATCH", "/api/groups/default", json={"description": None}), 400, "bad_request"
+    )
     assert nulled["param"] == "description" and "must not be null" in nulled["message"]
     two = assert_error(
         await api.call("POST", "/api/channels", json={"name": "c", "type": "demo", "models": "m", "weight": 0}),
@@ -348,7 +364,9 @@ async def test_validation_errors_name_the_field_in_both_languages(sqlite_api: Ap
     assert status["param"] == "status"
 
     # Rules about values come from the services, bilingual too.
-    no_group = await api.call("POST", "/api/users", json={"name": "x", "group": "vip"}, headers={"Accept-Language": "zh"})
+    no_group = await api.call(
+        "POST", "/api/users", json={"name": "x", "group": "vip"}, headers={"Accept-Language": "zh"}
+    )
     assert "vip" in assert_error(no_group, 404, "not_found")["message"]
     assert re.search(r"[\u4e00-\u9fff]", no_group.error["message"])
 
@@ -435,3 +453,29 @@ async def test_logs_filtering(api: Api, engine: Engine) -> None:
     assert_error(await api.call("GET", "/api/logs/req-missing"), 404, "not_found")
     since = assert_error(await api.call("GET", "/api/logs?since=yesterday"), 400, "bad_request")
     assert since["param"] == "since"
+
+
+async def test_api_errors_win_over_an_app_wide_catch_all_route(
+    sqlite_engine: Engine, credential_box: CredentialBox
+) -> None:
+    # The gateway app registers a "/{tail:.*}" fallback after the admin API; /api/ paths must
+    # still get the admin API's own 404 and 405 answers.
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.Response(status=418, text="fallback")
+
+    app = web.Application()
+    setup_admin_api(app, sqlite_engine, credential_box)
+    app.router.add_route("*", "/{tail:.*}", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(base, session, "")
+            assert_error(await api.call("GET", "/api/nope", token=None), 404, "not_found")
+            assert_error(await api.call("DELETE", "/api/users", token=None), 405, "method_not_allowed")
+            assert (await api.call("GET", "/elsewhere", token=None)).status == 418
+    finally:
+        await runner.cleanup()

@@ -34,8 +34,9 @@ def registered_routes(engine: Engine, box: CredentialBox) -> set[tuple[str, str]
         if sub is None:
             continue
         for route in sub.router.routes():
-            path = info["prefix"] + route.resource.canonical
-            found.add((route.method.lower(), path))
+            # Mounting a sub-app prefixes its resources, so canonical is the full path.
+            assert route.resource.canonical.startswith(info["prefix"] + "/")
+            found.add((route.method.lower(), route.resource.canonical))
     return found
 
 
