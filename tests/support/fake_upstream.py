@@ -222,9 +222,7 @@ class FakeUpstream:
                 RecordedRequest(request.method, request.path, dict(request.headers), body, time.time())
             )
         if request.headers.get("Authorization") != f"Bearer {self._api_key}":
-            return None, _error(
-                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
-            )
+            return None, _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         if request.method == "POST":
             if not isinstance(body, dict):
                 return None, _error(400, "The body must be a JSON object.", "invalid_request_error", None)
@@ -386,9 +384,7 @@ class FakeUpstream:
         for index, item in enumerate(inputs):
             packed = struct.pack(f"<{dimensions}f", *_unit_vector(repr(item), dimensions))
             vector: Any = (
-                base64.b64encode(packed).decode()
-                if base64_format
-                else list(struct.unpack(f"<{dimensions}f", packed))
+                base64.b64encode(packed).decode() if base64_format else list(struct.unpack(f"<{dimensions}f", packed))
             )
             data.append({"object": "embedding", "index": index, "embedding": vector})
         payload: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
@@ -400,12 +396,8 @@ class FakeUpstream:
         _, refused = await self._intake(request)
         if refused is not None:
             return refused
-        data = [
-            {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"} for m in LISTED_MODELS
-        ]
-        return web.Response(
-            body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
-        )
+        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"} for m in LISTED_MODELS]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         _, refused = await self._intake(request)
@@ -446,8 +438,8 @@ def _wants_usage(body: dict) -> bool:
 def _pieces(text: str, behaviour: Behaviour) -> list[str]:
     """Content deltas: a word each; exactly DRIP_CHUNKS for drip; at least n for cut-<n>."""
     if behaviour.drip_ms is not None:
-        size = math.ceil(len(text) / DRIP_CHUNKS) or 1
-        return [text[i * size : (i + 1) * size] for i in range(DRIP_CHUNKS)]
+        bounds = [len(text) * i // DRIP_CHUNKS for i in range(DRIP_CHUNKS + 1)]
+        return [text[bounds[i] : bounds[i + 1]] for i in range(DRIP_CHUNKS)]
     words = re.findall(r"\s*\S+\s*", text) or [text]
     if behaviour.cut_after is not None and behaviour.cut_after > len(words):
         return [words[i % len(words)] for i in range(behaviour.cut_after)]
@@ -501,9 +493,7 @@ def _last_user_text(messages: Any) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(
-                    p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-                )
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
             return ""
     return ""
 

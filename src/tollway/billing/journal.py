@@ -3,8 +3,8 @@ sent, so a process killed right after answering loses no charge. Segments are ro
 batch commit and deleted once the database has the batch; on start, leftover segments are
 replayed (idempotently) and removed.
 
-Appends are a single os.write of one JSON line: the kernel keeps it even if the process is
-SIGKILLed. Set journal_fsync to also survive a power loss, at the price of an fsync per request.
+Appends are one os.write of JSON lines: once written, the kernel keeps them even if the process
+is SIGKILLed. Set journal_fsync to also survive a power loss, at the price of an fsync per request.
 """
 
 from __future__ import annotations
@@ -39,9 +39,16 @@ class Journal:
         self._current_has_data = False
 
     def append(self, record: dict[str, Any]) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """One write (and at most one fsync) for all of them."""
         if self._fd < 0:
             self._open_next()
-        os.write(self._fd, orjson.dumps(record) + b"\n")
+        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        while data:  # os.write may write less than asked (a signal, a nearly full disk)
+            written = os.write(self._fd, data)
+            data = data[written:]
         if self._fsync:
             os.fsync(self._fd)
         self._current_has_data = True

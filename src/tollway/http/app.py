@@ -110,13 +110,15 @@ async def _start(app: web.Application) -> None:
     gateway = runtime.gateway
     settings = gateway.settings
     await gateway.upstream.start()
-    # Load the BPE tables now (about 2 s), not on the first request that needs an estimate.
-    await asyncio.to_thread(tokens.preload)
     runtime.tasks = [
         asyncio.create_task(gateway.snapshots.watch(settings.config_poll_interval_s)),
         asyncio.create_task(gateway.writer.run(settings.log_flush_interval_s)),
         asyncio.create_task(gateway.ledger.run_maintenance(LEASE_MAINTENANCE_S)),
     ]
+    if any(channel.type == "demo" for channel in gateway.snapshots.current.channels):
+        # The demo model counts every answer's tokens: load the tables (about 1 s) in the
+        # background now rather than on the first demo request.
+        runtime.tasks.append(asyncio.create_task(asyncio.to_thread(tokens.preload)))
 
 
 async def _stop(app: web.Application) -> None:

@@ -1,6 +1,13 @@
-"""The request-log writer: records go to the journal at once (durable before the answer is
-sent) and to the database in batches every few tens of milliseconds, log rows and charges
-together (billing/settlement.py). Nothing is lost on graceful shutdown: close() flushes."""
+"""The request-log writer.
+
+Each finished request is one record: its log row plus its charge. A record is
+1. appended to the local journal — durable against a process kill — before the answer goes out.
+   Appends are grouped per event-loop turn: every request finishing in the same turn shares one
+   write system call (group commit), and the answer waits for it (`await submit(...)`);
+2. committed to the database with the rest of its batch every `log_flush_interval_s`, log rows
+   and charges in one transaction (billing/settlement.py), after which the journal segment goes.
+Nothing is lost on graceful shutdown: close() journals and commits what is left.
+"""
 
 from __future__ import annotations
 
@@ -24,18 +31,40 @@ class LogWriter:
     def __init__(self, engine: Engine, journal: Journal) -> None:
         self._engine = engine
         self._journal = journal
-        self._pending: list[dict[str, Any]] = []
+        self._unjournaled: list[dict[str, Any]] = []
+        self._journaled_signal: asyncio.Future[None] | None = None
+        self._pending: list[dict[str, Any]] = []  # journaled, not yet committed
         self._callbacks: list[Committed] = []
         # Batches whose commit failed: retried, with their segments, before anything newer.
         self._retry: list[tuple[list[dict[str, Any]], list[Committed], Path | None]] = []
         self._flush_lock = asyncio.Lock()
 
-    def submit(self, record: dict[str, Any], on_committed: Committed | None = None) -> None:
-        """Durable when this returns (journal append); committed to the database shortly."""
-        self._journal.append(record)
-        self._pending.append(record)
+    def submit(self, record: dict[str, Any], on_committed: Committed | None = None) -> asyncio.Future[None]:
+        """Queue a record; the returned future resolves once it is in the journal. Await it
+        before answering when the record carries a charge."""
+        self._unjournaled.append(record)
         if on_committed is not None:
             self._callbacks.append(on_committed)
+        if self._journaled_signal is None:
+            loop = asyncio.get_running_loop()
+            self._journaled_signal = loop.create_future()
+            loop.call_soon(self._write_journal)
+        return self._journaled_signal
+
+    def _write_journal(self) -> None:
+        records, self._unjournaled = self._unjournaled, []
+        signal, self._journaled_signal = self._journaled_signal, None
+        try:
+            if records:
+                self._journal.append_many(records)
+                self._pending.extend(records)
+        except Exception as exc:  # a full disk: the waiting requests must not hang
+            log.exception("journal write failed")
+            if signal is not None and not signal.done():
+                signal.set_exception(exc)
+            return
+        if signal is not None and not signal.done():
+            signal.set_result(None)
 
     def replay_journal(self) -> int:
         """On start: commit what a previous run journaled but did not commit, then drop it."""
@@ -48,6 +77,8 @@ class LogWriter:
     async def flush(self) -> None:
         async with self._flush_lock:
             if self._pending:
+                # Taken together with the rotation, with no await in between: the closed segment
+                # holds exactly this batch.
                 batch, callbacks = self._pending, self._callbacks
                 self._pending, self._callbacks = [], []
                 self._retry.append((batch, callbacks, self._journal.rotate()))
@@ -71,5 +102,6 @@ class LogWriter:
                 await asyncio.sleep(min(5.0, interval_s * 20))
 
     async def close(self) -> None:
+        self._write_journal()
         await self.flush()
         self._journal.close()

@@ -16,7 +16,6 @@ import orjson
 
 from tollway.billing.ledger import Ledger
 from tollway.billing.leases import KEY, USER
-from tollway.billing.money import format_usd
 from tollway.billing.prices import cost_nano
 from tollway.config import Settings
 from tollway.logs.writer import LogWriter
@@ -88,9 +87,9 @@ class Gateway:
             if ctx.stream:
                 await self._relay_stream(ctx, reply, client)
                 return None
-            return self._finish_whole(ctx, reply)
+            return await self._finish_whole(ctx, reply)
         except GatewayError as err:
-            self._fail(ctx, err)
+            await self._fail(ctx, err)
             return Reply(status=err.status, body=b"", error=err)
         except Exception:
             log.exception("request %s failed unexpectedly", ctx.request_id)
@@ -99,12 +98,13 @@ class Gateway:
                 "the gateway hit an internal error; it has been logged — retry, and quote the request id if it persists",
                 "网关内部错误，已记录；请重试，如持续出现请提供请求 ID",
             )
-            self._fail(ctx, err)
+            await self._fail(ctx, err)
             return Reply(status=err.status, body=b"", error=err)
 
     # -- settle and log ---------------------------------------------------------------
 
-    def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
+    async def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
+        """Refund the hold and log why; the log row is journaled before the error goes out."""
         if ctx.reservation is not None:
             self.ledger.refund(ctx.reservation)
         ctx.status = err.status
@@ -113,10 +113,11 @@ class Gateway:
         ctx.failure_reason = f"{err.message_en} ({reason})" if reason else err.message_en
         ctx.charged = False
         ctx.charge_reason = "not charged: the request failed before the upstream produced any tokens"
-        self.writer.submit({"log": ctx.log_row(), "charge": None})
+        await self.writer.submit({"log": ctx.log_row(), "charge": None})
 
-    def _settle(self, ctx: RequestContext, usage: Usage, why: str) -> None:
-        """Charge for `usage`, journal the charge with its log row, then the caller answers."""
+    async def _settle(self, ctx: RequestContext, usage: Usage, why: str) -> None:
+        """Charge for `usage` and journal the charge with its log row; returns once it is
+        durable, so the caller answers only after that."""
         assert ctx.key is not None and ctx.price is not None and ctx.reservation is not None
         ctx.usage = usage
         ctx.cost_nano = cost_nano(ctx.price, usage, ctx.key.user.group.price_multiplier_ppm)
@@ -125,7 +126,7 @@ class Gateway:
         charge = None
         if ctx.cost_nano > 0:
             ctx.charged = True
-            ctx.charge_reason = f"charged {format_usd(ctx.cost_nano)} for {why}"
+            ctx.charge_reason = f"charged for {why}"
             charge = {
                 "user_id": ctx.key.user.id,
                 "key_id": ctx.key.id,
@@ -135,20 +136,28 @@ class Gateway:
             }
         else:
             ctx.charge_reason = f"not charged: the price of `{ctx.model}` is zero ({why})"
-        self.writer.submit(
+        await self.writer.submit(
             {"log": ctx.log_row(), "charge": charge}, on_committed=lambda: self.ledger.committed(reservation.accounts)
         )
 
-    def _finish_whole(self, ctx: RequestContext, reply: UpstreamReply) -> Reply:
+    async def _finish_whole(self, ctx: RequestContext, reply: UpstreamReply) -> Reply:
         ctx.first_byte_ns = time.perf_counter_ns()
         usage = openai_compat.response_usage(reply.body)
         if usage is not None:
-            self._settle(ctx, usage, "the usage the upstream reported")
+            await self._settle(ctx, usage, "the usage the upstream reported")
         else:
+            await self._tokenizer_ready(ctx)
             completion = tokens.count_text(openai_compat.response_text(reply.body), ctx.upstream_model or "")
             usage = Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
-            self._settle(ctx, usage, "usage Tollway counted (the upstream reported none)")
+            await self._settle(ctx, usage, "usage Tollway counted (the upstream reported none)")
         return Reply(status=200, body=reply.body)
+
+    @staticmethod
+    async def _tokenizer_ready(ctx: RequestContext) -> None:
+        """The first count in a process loads the BPE tables (about a second): off the loop."""
+        model = ctx.upstream_model or ctx.model or ""
+        if not tokens.is_loaded(model):
+            await asyncio.to_thread(tokens.encoding_for, model)
 
     def _count_prompt(self, ctx: RequestContext) -> int:
         model = ctx.upstream_model or ctx.model or ""
@@ -158,7 +167,8 @@ class Gateway:
             return tokens.count_prompt(ctx.body.get("prompt") or "", model)
         return tokens.count_embedding_input(ctx.body.get("input") or "", model)
 
-    def _estimated_usage(self, ctx: RequestContext, delivered: list[bytes]) -> Usage:
+    async def _estimated_usage(self, ctx: RequestContext, delivered: list[bytes]) -> Usage:
+        await self._tokenizer_ready(ctx)
         completion = tokens.count_text(openai_compat.streamed_text(delivered), ctx.upstream_model or "")
         return Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
 
@@ -203,25 +213,26 @@ class Gateway:
             reply.close()
 
         if client_gone:
-            self._settle_partial(ctx, inspector.usage, delivered, E.CLIENT_DISCONNECTED, "the client disconnected mid-stream")
+            await self._settle_partial(ctx, inspector.usage, delivered, E.CLIENT_DISCONNECTED, "the client disconnected mid-stream")
             return
         if broken is not None:
             kind, why = broken
-            self._settle_partial(ctx, inspector.usage, delivered, kind, why)
+            await self._settle_partial(ctx, inspector.usage, delivered, kind, why)
             await self._send_stream_error(ctx, client, kind, why)
             return
         usage = inspector.usage
         if usage is not None:
-            self._settle(ctx, usage, "the usage the upstream reported")
+            await self._settle(ctx, usage, "the usage the upstream reported")
         else:
-            self._settle(ctx, self._estimated_usage(ctx, delivered), "usage Tollway counted (the upstream reported none)")
+            estimated = await self._estimated_usage(ctx, delivered)
+            await self._settle(ctx, estimated, "usage Tollway counted (the upstream reported none)")
         try:
             await client.send(DONE_EVENT)
             await client.finish()
         except ClientGone:
             pass  # already charged and journaled: the answer was complete but for [DONE]
 
-    def _settle_partial(
+    async def _settle_partial(
         self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], kind: E.ErrorKind, why: str
     ) -> None:
         """A stream that ended early: charge what the upstream produced (it bills us for it),
@@ -230,15 +241,15 @@ class Gateway:
         ctx.error = GatewayError(kind, why, why)
         ctx.failure_reason = why
         if usage is None:
-            usage = self._estimated_usage(ctx, delivered)
+            usage = await self._estimated_usage(ctx, delivered)
         if usage.completion_tokens == 0 and usage.source == ESTIMATED:
             assert ctx.reservation is not None
             self.ledger.refund(ctx.reservation)
             ctx.usage = usage
             ctx.charge_reason = f"not charged: {why} before any tokens were produced"
-            self.writer.submit({"log": ctx.log_row(), "charge": None})
+            await self.writer.submit({"log": ctx.log_row(), "charge": None})
             return
-        self._settle(
+        await self._settle(
             ctx,
             usage,
             f"the {usage.completion_tokens} completion tokens the upstream produced before {why.removeprefix('the ')} "

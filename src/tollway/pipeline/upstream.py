@@ -14,7 +14,7 @@ import aiohttp
 from tollway.pipeline import errors as E
 from tollway.pipeline.context import RequestContext
 from tollway.pipeline.errors import GatewayError
-from tollway.providers import demo, openai_compat
+from tollway.providers import demo, openai_compat, tokens
 from tollway.providers.base import Endpoint
 
 
@@ -66,6 +66,8 @@ class UpstreamClient:
         channel = ctx.channel
         assert channel is not None and ctx.upstream_model is not None
         if channel.type == "demo":
+            if not tokens.is_loaded(ctx.upstream_model):
+                await asyncio.to_thread(tokens.preload)  # once per process, off the event loop
             return _demo_reply(ctx)
         request = openai_compat.build_request(
             ctx.endpoint,
