@@ -41,8 +41,12 @@ CHAT_MODELS = [
     "gpt-4o-mini",
     "fake-model",
     "alias-model",  # mapped to fake-model on the channel
+    "fail-400-gpt",
+    "fail-401-gpt",
+    "fail-429-gpt",
     "fail-500-gpt",
-    "slow-5000-gpt",
+    "slow-5000-gpt",  # answers after the server's 3 s read timeout
+    "drip-4000-gpt",  # the role chunk at once, then silence past the read timeout
     "cut-3-gpt",
     "drip-200-gpt",
     "nousage-gpt",

@@ -1,6 +1,7 @@
 """Every way a request fails, seen through the official `openai` SDK: the exception class, the
 HTTP status, the stable `code`, the request id in the body, the log row (charged = false) and
-an untouched balance. Then the two ways a stream ends early, which ARE charged and say why."""
+an untouched balance. Then the ways a stream ends early once it has started: charged for what
+the upstream produced (and the log says why), or not at all when it produced nothing."""
 
 from __future__ import annotations
 
@@ -263,6 +264,32 @@ def test_upstream_error_hides_the_upstream_internals(stage: Stage) -> None:
     assert UPSTREAM_KEY not in row["failure_reason"]
 
 
+@pytest.mark.parametrize(
+    ("model", "error_class", "status", "code"),
+    [
+        ("fail-400-gpt", openai.BadRequestError, 400, "bad_request"),
+        (
+            "fail-401-gpt",
+            openai.InternalServerError,
+            502,
+            "upstream_error",
+        ),  # the channel's credential, not the caller's
+        ("fail-429-gpt", openai.InternalServerError, 502, "upstream_error"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_refusals_never_leak(
+    stage: Stage, model: str, error_class: type[openai.APIStatusError], status: int, code: str, stream: bool
+) -> None:
+    """Refused before the first byte, a stream request gets a plain JSON error too."""
+    account = stage.account()
+    exc = expect_failure(
+        stage, lambda: chat(model, stream=stream)(stage.client(account.key)), error_class, status, code, account=account
+    )
+    assert LEAK_MARKER not in exc.response.text and UPSTREAM_KEY not in exc.response.text
+    assert exc.response.headers["Content-Type"].startswith("application/json")
+
+
 def test_upstream_timeout(stage: Stage) -> None:
     """The server under test runs with a 3 s upstream read timeout; this upstream takes 5 s."""
     account = stage.account()
@@ -388,6 +415,29 @@ def test_client_disconnect_mid_stream(stage: Stage) -> None:
     assert row["charged"] is True and row["cost_nano"] > 0
     assert "disconnected" in row["charge_reason"] and "estimated" in row["charge_reason"]
     assert stage.balance(account.user) == account.balance_nano - row["cost_nano"]
+
+
+def test_upstream_silent_mid_stream_times_out(stage: Stage) -> None:
+    """The upstream sends the role chunk, then nothing for longer than the server's 3 s read
+    timeout: the client gets that chunk, then an error event; nothing was produced, so
+    nothing is charged."""
+    account = stage.account()
+    raw = stage.client(account.key).chat.completions.with_raw_response.create(
+        model="drip-4000-gpt", messages=[{"role": "user", "content": unique("silence")}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in raw.parse():
+            received.append(chunk)
+
+    assert type(caught.value) is openai.APIError
+    assert [c.choices[0].delta.role for c in received] == ["assistant"]
+    assert caught.value.body["code"] == "upstream_timeout"
+    assert caught.value.body["request_id"] == raw.headers["X-Request-Id"]
+    row = stage.log_row(raw.headers["X-Request-Id"])
+    assert (row["status_code"], row["error_code"]) == (504, "upstream_timeout")
+    assert row["charged"] is False and row["cost_nano"] == 0
+    assert stage.balance(account.user) == account.balance_nano
 
 
 def _wait_until_refused(call: Callable[[], Any], code: str, timeout_s: float = 2.0) -> None:

@@ -239,7 +239,9 @@ def test_legacy_completions(stage: Stage) -> None:
 def test_legacy_completions_stream(stage: Stage) -> None:
     account = stage.account()
     stream = stage.client(account.key).completions.create(model="gpt-4o-mini", prompt=unique("Say hi"), stream=True)
-    assert "".join(c.choices[0].text for c in stream if c.choices) == FAKE_TEXT
+    chunks = list(stream)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == FAKE_TEXT
+    assert all(c.usage is None for c in chunks), "the client did not ask for usage"
     (row,) = stage.log_rows_for_key(account.key_id, 1)
     assert row["usage_source"] == "reported" and row["cost_nano"] == COST
 

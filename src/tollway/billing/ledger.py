@@ -21,6 +21,9 @@ from tollway.billing.money import format_usd
 from tollway.pipeline.errors import INSUFFICIENT_BALANCE, KEY_LIMIT_REACHED, GatewayError
 
 
+LEASE_AHEAD_REQUESTS = 200
+
+
 @dataclass(slots=True)
 class Account:
     kind: str
@@ -86,7 +89,7 @@ class Ledger:
             if account.available >= amount:
                 return
             need = amount - account.available
-            # Lease well ahead (50 requests' worth) so most reservations stay in memory; the
+            # Lease well ahead (200 requests' worth) so most reservations stay in memory; the
             # database grants less when less is available, and idle leases are handed back.
             grant = await asyncio.to_thread(
                 leases.acquire,
@@ -95,7 +98,7 @@ class Ledger:
                 kind=account.kind,
                 account_id=account.account_id,
                 need_nano=need,
-                want_nano=need + amount * 50,
+                want_nano=need + amount * LEASE_AHEAD_REQUESTS,
                 ttl_ms=self._ttl_ms,
                 lease_id=account.lease_id,
             )

@@ -7,10 +7,11 @@ segment that was (partly) committed before a crash changes nothing twice.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from tollway.store.tables import api_keys, leases, ledger_entries, request_logs, users
 
@@ -25,16 +26,24 @@ _LOG_DEFAULTS = {
 }
 
 
-def _insert_logs(conn: Any, rows: list[dict[str, Any]]) -> None:
+_LOG_ROW = operator.itemgetter(*_LOG_COLUMNS)
+_LEDGER_COLUMNS = ("request_id", "kind", "user_id", "key_id", "amount_nano", "note", "created_at_ms")
+
+
+def _insert_sql(conn: Any, table: str, columns: tuple[str, ...]) -> str:
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {request_logs.name} ({', '.join(_LOG_COLUMNS)}) "
-        f"VALUES ({', '.join(marker for _ in _LOG_COLUMNS)})"
-    )
-    defaults = _LOG_DEFAULTS
-    conn.exec_driver_sql(
-        sql, [tuple(row.get(name, defaults.get(name)) for name in _LOG_COLUMNS) for row in rows]
-    )
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marker for _ in columns)})"
+
+
+def _insert_logs(conn: Any, rows: list[dict[str, Any]]) -> None:
+    complete = len(_LOG_COLUMNS)
+    values = [
+        _LOG_ROW(row)
+        if len(row) >= complete
+        else _LOG_ROW({name: _LOG_DEFAULTS.get(name) for name in _LOG_COLUMNS} | row)
+        for row in rows
+    ]
+    conn.exec_driver_sql(_insert_sql(conn, request_logs.name, _LOG_COLUMNS), values)
 
 
 def commit_records(engine: Engine, records: list[dict[str, Any]]) -> int:
@@ -46,7 +55,9 @@ def commit_records(engine: Engine, records: list[dict[str, Any]]) -> int:
         stored: set[str] = set()
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            stored.update(conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars())
+            stored.update(
+                conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars()
+            )
         fresh = []
         seen: set[str] = set()
         for record in records:
@@ -72,15 +83,15 @@ def _apply_charges(conn: Any, records: list[dict[str, Any]]) -> None:
         charge, log = record["charge"], record["log"]
         amount = int(charge["amount_nano"])
         entries.append(
-            {
-                "request_id": log["request_id"],
-                "kind": "charge",
-                "user_id": charge["user_id"],
-                "key_id": charge["key_id"],
-                "amount_nano": -amount,
-                "note": log["requested_model"] or "",
-                "created_at_ms": log["created_at_ms"],
-            }
+            (
+                log["request_id"],
+                "charge",
+                charge["user_id"],
+                charge["key_id"],
+                -amount,
+                log["requested_model"] or "",
+                log["created_at_ms"],
+            )
         )
         by_user[charge["user_id"]] += amount
         if charge["key_id"] is not None:
@@ -88,18 +99,24 @@ def _apply_charges(conn: Any, records: list[dict[str, Any]]) -> None:
         for lease_id in (charge.get("user_lease_id"), charge.get("key_lease_id")):
             if lease_id is not None:
                 by_lease[lease_id] += amount
-    conn.execute(insert(ledger_entries), entries)
+    conn.exec_driver_sql(_insert_sql(conn, ledger_entries.name, _LEDGER_COLUMNS), entries)
     conn.execute(
-        update(users).where(users.c.id == bindparam("uid")).values(balance_nano=users.c.balance_nano - bindparam("amt")),
+        update(users)
+        .where(users.c.id == bindparam("uid"))
+        .values(balance_nano=users.c.balance_nano - bindparam("amt")),
         [{"uid": uid, "amt": amt} for uid, amt in by_user.items()],
     )
     if by_key:
         conn.execute(
-            update(api_keys).where(api_keys.c.id == bindparam("kid")).values(spent_nano=api_keys.c.spent_nano + bindparam("amt")),
+            update(api_keys)
+            .where(api_keys.c.id == bindparam("kid"))
+            .values(spent_nano=api_keys.c.spent_nano + bindparam("amt")),
             [{"kid": kid, "amt": amt} for kid, amt in by_key.items()],
         )
     if by_lease:
         conn.execute(
-            update(leases).where(leases.c.id == bindparam("lid")).values(used_nano=leases.c.used_nano + bindparam("amt")),
+            update(leases)
+            .where(leases.c.id == bindparam("lid"))
+            .values(used_nano=leases.c.used_nano + bindparam("amt")),
             [{"lid": lid, "amt": amt} for lid, amt in by_lease.items()],
         )

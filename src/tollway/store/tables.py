@@ -177,7 +177,6 @@ request_logs = Table(
     Index("ix_request_logs_user_time", "user_id", "created_at_ms"),
     Index("ix_request_logs_key_time", "key_id", "created_at_ms"),
     Index("ix_request_logs_model_time", "requested_model", "created_at_ms"),
-    Index("ix_request_logs_status_time", "status_code", "created_at_ms"),
 )
 
 admin_tokens = Table(

@@ -146,7 +146,6 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_request_logs_model_time", ["requested_model", "created_at_ms"], unique=False
         )
-        batch_op.create_index("ix_request_logs_status_time", ["status_code", "created_at_ms"], unique=False)
         batch_op.create_index("ix_request_logs_time", ["created_at_ms"], unique=False)
         batch_op.create_index("ix_request_logs_user_time", ["user_id", "created_at_ms"], unique=False)
 
@@ -222,7 +221,6 @@ def downgrade() -> None:
     with op.batch_alter_table("request_logs", schema=None) as batch_op:
         batch_op.drop_index("ix_request_logs_user_time")
         batch_op.drop_index("ix_request_logs_time")
-        batch_op.drop_index("ix_request_logs_status_time")
         batch_op.drop_index("ix_request_logs_model_time")
         batch_op.drop_index("ix_request_logs_key_time")
 
