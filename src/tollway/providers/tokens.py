@@ -63,6 +63,11 @@ def encoding_for(model: str) -> Encoding:
     return _load(encoding_name_for(model))
 
 
+def is_loaded(model: str) -> bool:
+    """Whether counting for `model` is free of the one-time loading cost."""
+    return encoding_name_for(model) in _encodings
+
+
 def preload() -> None:
     """Load both vocabularies now, so no request pays the loading time."""
     _load(O200K)
