@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -50,8 +51,14 @@ class Settings:
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELD_TYPES[name]
+    # TOML values arrive typed: refuse `port = true` or `workers = 2.9` instead of truncating.
+    if isinstance(value, bool) and kind != "bool" or isinstance(value, float) and kind == "int":
+        raise ConfigError(f"setting `{name}` expects a {kind}, got `{value}`")
     try:
         if kind == "bool":
             if isinstance(value, bool):
@@ -79,8 +86,11 @@ def load_settings(flags: dict[str, Any] | None = None, config_file: str | None =
         file_path = Path(path).expanduser()
         if not file_path.is_file():
             raise ConfigError(f"config file `{file_path}` does not exist")
-        with file_path.open("rb") as handle:
-            data = tomllib.load(handle)
+        try:
+            with file_path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from exc
         for name, value in data.items():
             if name not in _FIELD_TYPES:
                 raise ConfigError(f"unknown setting `{name}` in {file_path}")
@@ -95,6 +105,14 @@ def load_settings(flags: dict[str, Any] | None = None, config_file: str | None =
     settings = Settings(**values)
     if settings.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"port must be between 1 and 65535, got {settings.port}")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got `{settings.log_level}`")
+    for name in ("upstream_connect_timeout_s", "upstream_read_timeout_s", "config_poll_interval_s",
+                 "log_flush_interval_s", "lease_ttl_s"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be greater than zero")
     return settings
 
 
@@ -102,12 +120,21 @@ def ensure_data_dir(settings: Settings) -> Settings:
     """Create the data directory and, if no secret key was configured, load or create the one
     kept there (0600). Returns settings with the secret key filled in."""
     data = settings.data_path
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     if settings.secret_key:
         return settings
     key_file = data / "secret.key"
-    if not key_file.exists():
+    try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # made by an earlier run, or by a command starting at the same moment
+    else:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
-    return replace(settings, secret_key=key_file.read_text().strip())
+    for _ in range(100):  # a racing creator may not have written it yet
+        secret = key_file.read_text().strip()
+        if secret:
+            return replace(settings, secret_key=secret)
+        time.sleep(0.02)
+    raise ConfigError(f"{key_file} is empty: restore it from a backup, or set secret_key (channel credentials "
+                      "saved with the old key must then be entered again)")

@@ -25,7 +25,7 @@ from tests.e2e.conftest import (
     unique,
 )
 from tests.support.fake_upstream import LEAK_MARKER
-from tollway.admin import keys, users
+from tollway.admin import groups, keys, users
 
 Chat = Callable[[openai.OpenAI], Any]
 
@@ -73,10 +73,14 @@ def raw_post(url: str, body: bytes, key: str | None) -> tuple[int, dict[str, str
     if key is not None:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), orjson.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, headers, text = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), orjson.loads(err.read())
+        status, headers, text = err.code, dict(err.headers), err.read()
+    try:
+        return status, headers, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise AssertionError(f"HTTP {status} answered with no JSON body: {text[:200]!r}") from None
 
 
 # -- who is calling ---------------------------------------------------------------------------
@@ -204,6 +208,22 @@ def test_model_not_in_group(stage: Stage) -> None:
         account=account,
     )
     assert f"`{NARROW_GROUP}`" in exc.body["message"]
+
+
+def test_group_no_channel_serves(stage: Stage) -> None:
+    """The model is priced and served, but no channel lists this user's group."""
+    groups.create_group(stage.engine, "island")
+    account = stage.account(group="island")
+    exc = expect_failure(
+        stage,
+        lambda: chat()(stage.client(account.key)),
+        openai.PermissionDeniedError,
+        403,
+        "model_not_in_group",
+        account=account,
+    )
+    assert "`island`" in exc.body["message"]
+    assert list(stage.client(account.key).models.list()) == []
 
 
 def test_unknown_model_suggests_the_close_one(stage: Stage) -> None:
@@ -340,6 +360,23 @@ def test_missing_messages(stage: Stage) -> None:
     assert exc.body["param"] == "messages"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a body over the 32 MiB limit gets aiohttp's own text/plain 413 ('Maximum request body size ... "
+    "exceeded.'): no OpenAI-shaped JSON error, no `code`, no request id (http/relay.py awaits request.read() "
+    "outside any handler of HTTPRequestEntityTooLarge; http/errors.body_too_large_error is never used)",
+)
+def test_oversized_body_gets_a_json_error(stage: Stage) -> None:
+    account = stage.account()
+    too_big = orjson.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * (33 * 1024 * 1024)}]}
+    )
+    status, headers, body = raw_post(f"{stage.gateway.base_url}/chat/completions", too_big, account.key)
+    assert status in (400, 413)
+    assert body["error"]["code"] and body["error"]["request_id"] == headers["X-Request-Id"]
+    assert stage.balance(account.user) == account.balance_nano
+
+
 def test_base_url_without_v1_gets_a_hint(stage: Stage) -> None:
     account = stage.account()
     client = openai.OpenAI(base_url=stage.gateway.root_url, api_key=account.key, max_retries=0)
@@ -394,6 +431,24 @@ def test_stream_cut_by_the_upstream(stage: Stage) -> None:
     assert row["charged"] is True and row["cost_nano"] > 0
     assert "produced before" in row["charge_reason"] and "estimated" in row["charge_reason"]
     assert stage.balance(account.user) == account.balance_nano - row["cost_nano"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the error event of a stream that broke mid-way is English whatever Accept-Language says: "
+    "runner._settle_partial builds GatewayError(kind, why, why) and _send_stream_error sends `why` "
+    "without looking at ctx.accept_language",
+)
+def test_stream_error_event_speaks_the_callers_language(stage: Stage) -> None:
+    account = stage.account()
+    client = stage.client(account.key, default_headers={"Accept-Language": "zh-CN"})
+    with pytest.raises(openai.APIError) as caught:
+        for _ in client.chat.completions.create(
+            model="cut-3-gpt", messages=[{"role": "user", "content": unique("cut")}], stream=True
+        ):
+            pass
+    assert caught.value.body["code"] == "upstream_stream_interrupted"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in caught.value.body["message"]), caught.value.body["message"]
 
 
 def test_client_disconnect_mid_stream(stage: Stage) -> None:

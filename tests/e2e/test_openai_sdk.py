@@ -28,6 +28,7 @@ from tests.support.fake_upstream import (
     PROMPT_TOKENS,
     TOOL_ARGUMENTS,
 )
+from tollway.admin import keys, users
 
 COST = expected_cost(PROMPT_TOKENS, COMPLETION_TOKENS)  # (10*2e9 + 5*8e9) * 1.5 / 1e6 = 90,000
 
@@ -58,6 +59,9 @@ def test_chat_answer_usage_request_id_and_exact_charge(stage: Stage) -> None:
     assert row["cost_nano"] == COST and row["charged"] is True
     assert row["user_name"] == account.user and row["key_id"] == account.key_id
     assert stage.balance(account.user) == account.balance_nano - COST
+    assert keys.get_key(stage.engine, account.key_id)["spent_nano"] == COST
+    charges = [e for e in users.list_ledger(stage.engine, account.user) if e["kind"] == "charge"]
+    assert [(e["request_id"], e["amount_nano"]) for e in charges] == [(request_id, -COST)]
 
 
 def test_balance_after_a_batch_of_requests(stage: Stage) -> None:

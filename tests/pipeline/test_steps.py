@@ -370,12 +370,6 @@ def test_suggestions_only_name_models_the_key_may_use() -> None:
     assert "`gpt-4o`" not in err.message_en
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the case-insensitive fallback in _suggest returns the lowercased name (`deepseek-v3`), "
-    "which does not exist; model lookup is case-sensitive",
-)
 def test_case_insensitive_suggestion_names_the_real_model() -> None:
     err = expect(E.MODEL_NOT_FOUND, resolve, key(), "DEEPSEEK-V3")
     assert "did you mean `DeepSeek-V3`?" in err.message_en

@@ -63,18 +63,11 @@ def test_scrub_without_a_credential() -> None:
     assert scrub("plain text", channel(credential=None)) == "plain text"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="IPv6 addresses are not scrubbed (only dotted IPv4 is)")
 def test_scrub_removes_ipv6_addresses() -> None:
     cleaned = scrub("dial tcp [fd00:10:96::5]:443: connection refused", channel())
     assert "fd00:10:96::5" not in cleaned
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="upstream_message cuts a non-JSON body at 300 bytes BEFORE scrub, so a credential straddling "
-    "the cut is not recognised and its first characters reach the client (400s echo the message)",
-)
 def test_credential_cut_by_the_non_json_truncation_does_not_leak() -> None:
     body = b"x" * 265 + f" invalid token {CREDENTIAL}".encode()  # the key starts at byte 280
     err = from_upstream_status(400, body, channel())
@@ -88,7 +81,8 @@ def test_upstream_message_shapes() -> None:
     assert upstream_message(b'{"detail":"x"}') == ""
     assert upstream_message(b"[1]") == ""
     assert upstream_message(b"  <html>Bad Gateway</html>\n") == "<html>Bad Gateway</html>"
-    assert upstream_message(b"y" * 1000) == "y" * 300
+    assert upstream_message(b"y" * 1000) == "y" * 1000  # cut only after scrubbing (below)
+    assert len(from_upstream_status(500, b"y" * 1000, channel()).extra["reason"]) < 350
     assert upstream_message(b"\xff\xfe bad utf8") == "\ufffd\ufffd bad utf8"
 
 
@@ -138,4 +132,4 @@ def test_empty_upstream_body_still_names_the_status() -> None:
 
 def test_long_messages_are_capped() -> None:
     err = from_upstream_status(400, orjson.dumps({"error": {"message": "z" * 5000}}), channel())
-    assert err.message_en.count("z") == 500
+    assert err.message_en.count("z") == 300

@@ -121,11 +121,6 @@ def test_event_data_is_none_for_comments_and_events_without_data(event: bytes) -
     assert event_data(event) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SSE spec removes only ONE space after `data:`; event_data strips all of them (lstrip)",
-)
 def test_event_data_removes_only_one_leading_space() -> None:
     assert event_data(b"data:   indented\n\n") == b"  indented"
 

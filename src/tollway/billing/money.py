@@ -8,7 +8,7 @@ float ever touches a balance.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 
 NANO_PER_USD = 1_000_000_000
 NANO_PER_ONEAPI_QUOTA = 2_000  # 500,000 quota == 1 USD
@@ -27,8 +27,10 @@ def usd_to_nano(value: str | int | Decimal) -> int:
         raise MoneyError(f"`{value}` is not a number of US dollars") from exc
     if not amount.is_finite():
         raise MoneyError(f"`{value}` is not a finite amount")
-    nano = amount * NANO_PER_USD
-    if nano != nano.to_integral_value():
+    # Scale by moving the exponent (scaleb), which is exact at any length, unlike a multiply
+    # in the default 28-digit context.
+    nano = amount.scaleb(9, context=Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN))
+    if nano != nano.to_integral_value(context=Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)):
         raise MoneyError(f"`{value}` USD has more than 9 decimal places; Tollway counts in nano-USD")
     return int(nano)
 

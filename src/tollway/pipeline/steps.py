@@ -77,15 +77,18 @@ def _check_ip(ctx: RequestContext, key: KeyView) -> None:
     if key.allowed_networks is None:
         return
     try:
-        address = ipaddress.ip_address(ctx.client_ip or "")
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(ctx.client_ip or "")
     except ValueError:
         address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.5 is 10.0.0.5 on a dual-stack socket
     if address is None or not any(address in network for network in key.allowed_networks):
+        shown = ctx.client_ip or "an unknown address"
         raise GatewayError(
             E.IP_NOT_ALLOWED,
-            f"requests from {ctx.client_ip} are not allowed for the API key {key.masked}; "
+            f"requests from {shown} are not allowed for the API key {key.masked}; "
             "its owner can add this address to the key's IP allowlist",
-            f"API 密钥 {key.masked} 不允许来自 {ctx.client_ip} 的请求；密钥所有者可将此地址加入 IP 白名单",
+            f"API 密钥 {key.masked} 不允许来自 {shown} 的请求；密钥所有者可将此地址加入 IP 白名单",
         )
 
 
@@ -151,9 +154,10 @@ def usable_models(snapshot: Snapshot, key: KeyView) -> list[str]:
 
 
 def _suggest(model: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(model, names, n=3, cutoff=0.5) or difflib.get_close_matches(
-        model.lower(), [n.lower() for n in names], n=3, cutoff=0.5
-    )
+    close = difflib.get_close_matches(model, names, n=3, cutoff=0.5)
+    if not close:  # "GPT-4O" → "gpt-4o": compare case-folded, but name the real model
+        by_folded = {n.lower(): n for n in names}
+        close = [by_folded[c] for c in difflib.get_close_matches(model.lower(), list(by_folded), n=3, cutoff=0.5)]
     return f" — did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
 
 

@@ -13,6 +13,14 @@ from tollway.snapshot.model import ChannelView
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+# IPv6, written the ways connection errors print it; a clock time (12:30:45) is not one.
+_IPV6 = re.compile(
+    r"\[[0-9a-f:.]+\](?::\d+)?"  # [fd00::5]:443
+    r"|(?<![\w:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![\w:])"  # all eight groups
+    r"|(?<![\w:])(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?(?![\w:])"  # fe80::1
+    r"|(?<![\w:])::[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*(?![\w:])",  # ::1
+    re.IGNORECASE,
+)
 _HOST = re.compile(
     r"\b[\w-]+(?:\.[\w-]+)*\.(?:internal|local|lan|corp|intra|svc|cluster|example|com|net|org|io|ai|cn|dev|cloud)\b(?::\d+)?",
     re.IGNORECASE,
@@ -23,6 +31,7 @@ def scrub(text: str, channel: ChannelView) -> str:
     if channel.credential:
         text = text.replace(channel.credential, "[credential]")
     text = _URL.sub("[url]", text)
+    text = _IPV6.sub("[address]", text)
     text = _IP.sub("[address]", text)
     return _HOST.sub("[host]", text)
 
@@ -31,7 +40,9 @@ def upstream_message(body: bytes) -> str:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip()
+        # Not cut here: a credential straddling the cut would escape the scrub. The caller
+        # scrubs first and shortens after.
+        return body[:65536].decode("utf-8", "replace").strip()
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return error["message"]
@@ -41,7 +52,7 @@ def upstream_message(body: bytes) -> str:
 
 
 def from_upstream_status(status: int, body: bytes, channel: ChannelView) -> GatewayError:
-    said = scrub(upstream_message(body), channel)[:500]
+    said = scrub(upstream_message(body), channel)[:300]
     reason = f"upstream answered HTTP {status}" + (f": {said}" if said else "")
     if status in (400, 404, 413, 422):
         return GatewayError(

@@ -41,7 +41,8 @@ def event_data(event: bytes) -> bytes | None:
     lines = [line for line in event.splitlines() if line.startswith(b"data:")]
     if not lines:
         return None
-    return b"\n".join(line[5:].lstrip(b" ") for line in lines)
+    # The SSE rule: drop exactly one space after the colon, if there is one.
+    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)
 
 
 def encode_event(payload: bytes) -> bytes:

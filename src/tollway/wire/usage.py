@@ -30,4 +30,6 @@ def usage_from_openai(data: Any) -> Usage | None:
     cached = details.get("cached_tokens") or 0 if isinstance(details, dict) else 0
     if not isinstance(completion, int) or not isinstance(cached, int):
         return None
+    if prompt < 0 or completion < 0 or cached < 0:
+        return None  # nonsense we must not turn into a credit
     return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=min(cached, prompt))
