@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tollway.cli import channels, groups, keys, logs, prices, serve, users
+from tollway.cli import admin_tokens, channels, groups, keys, logs, prices, serve, users
 
 app = typer.Typer(
     name="tollway",
@@ -35,3 +35,4 @@ app.add_typer(keys.app, name="keys", help="API keys.")
 app.add_typer(channels.app, name="channels", help="Upstream channels.")
 app.add_typer(prices.app, name="prices", help="Model prices (USD per 1M tokens or per request).")
 app.add_typer(logs.app, name="logs", help="Query the request log.")
+app.add_typer(admin_tokens.app, name="admin-token", help="Tokens for the admin API under /api/.")

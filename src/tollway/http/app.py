@@ -9,10 +9,13 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import Engine
 
 from tollway.accounts.credentials import CredentialBox
 from tollway.billing import leases
@@ -23,6 +26,7 @@ from tollway.http.admin_api import setup_admin_api
 from tollway.http.relay import GATEWAY_KEY, TRUST_FORWARDED_KEY, add_fallback_route, add_relay_routes
 from tollway.logs.writer import LogWriter
 from tollway.pipeline.runner import Gateway
+from tollway.pipeline.steps import MAX_BODY_BYTES
 from tollway.pipeline.upstream import UpstreamClient
 from tollway.providers import tokens
 from tollway.snapshot.holder import SnapshotHolder
@@ -30,8 +34,8 @@ from tollway.store.db import make_engine
 
 log = logging.getLogger("tollway")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
 LEASE_MAINTENANCE_S = 2.0
+_SEGMENT = re.compile(r"worker-(\d+)\.\d+\.jsonl$")
 
 
 class DataDirBusy(RuntimeError):
@@ -69,6 +73,26 @@ def _lock_worker_slot(journal_dir: os.PathLike[str], worker_index: int) -> int:
     return fd
 
 
+def _recover_retired_workers(settings: Settings, engine: Engine, journal_dir: Path) -> None:
+    """A crash followed by a restart with fewer --workers would strand the journals of the
+    workers that no longer start: worker 0 commits them and releases their leases."""
+    retired = sorted(
+        {int(m.group(1)) for p in journal_dir.glob("worker-*.jsonl") if (m := _SEGMENT.match(p.name))}
+        - set(range(settings.workers))
+    )
+    for index in retired:
+        try:
+            fd = _lock_worker_slot(journal_dir, index)
+        except DataDirBusy:
+            continue  # that worker is alive after all (another serve on this data dir)
+        try:
+            replayed = LogWriter(engine, Journal(journal_dir, name=f"worker-{index}")).replay_journal()
+            leases.release_holder(engine, _holder_id(settings, index))
+            log.warning("committed %d requests journaled by retired worker %d", replayed, index)
+        finally:
+            os.close(fd)
+
+
 def build_app(settings: Settings, *, worker_index: int = 0) -> web.Application:
     """Everything here that touches the database runs before the server accepts requests:
     the journal of a previous run is committed and its leases released first."""
@@ -83,6 +107,8 @@ def build_app(settings: Settings, *, worker_index: int = 0) -> web.Application:
         log.warning("committed %d requests journaled by a previous run that stopped abruptly", replayed)
     holder = _holder_id(settings, worker_index)
     leases.release_holder(engine, holder)
+    if worker_index == 0:
+        _recover_retired_workers(settings, engine, journal_dir)
     gateway = Gateway(
         settings,
         SnapshotHolder(engine, box),

@@ -56,12 +56,16 @@ class AiohttpClientStream:
         except ConnectionError as exc:
             raise ClientGone from exc
 
-    async def finish(self) -> None:
+    async def finish(self, data: bytes = b"") -> None:
         assert self._response is not None
         try:
-            await self._response.write_eof()
+            await self._response.write_eof(data)
         except ConnectionError as exc:
             raise ClientGone from exc
+
+    @property
+    def response(self) -> web.StreamResponse | None:
+        return self._response
 
 
 def client_ip(request: web.Request) -> str | None:
@@ -79,11 +83,14 @@ def _relay_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
         ctx = RequestContext(
             request_id=request_id, endpoint=endpoint, client_ip=client_ip(request), accept_language=accept_language
         )
-        ctx.raw_body = await request.read()
+        try:
+            ctx.raw_body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            ctx.body_too_large = True  # refused by parse_body, after authentication, with a log row
         stream = AiohttpClientStream(request, request_id)
         reply = await request.app[GATEWAY_KEY].handle(ctx, request.headers, stream)
         if reply is None:
-            return stream._response or web.Response(status=499)
+            return stream.response or web.Response(status=499)
         if reply.error is not None:
             return error_response(reply.error, request_id=request_id, accept_language=accept_language)
         return web.Response(body=reply.body, status=reply.status, content_type=_JSON, headers={REQUEST_ID_HEADER: request_id})

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from tollway.billing.ledger import Reservation
 from tollway.pipeline.errors import GatewayError
 from tollway.providers.base import Endpoint
@@ -23,6 +24,7 @@ class RequestContext:
     created_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     inbound_format: str = "openai"
     raw_body: bytes = b""
+    body_too_large: bool = False  # the body exceeded the size limit and was not read
     body: dict[str, Any] = field(default_factory=dict)
     key: KeyView | None = None
     model: str | None = None
@@ -79,3 +81,13 @@ class RequestContext:
             "ttft_ms": None if self.first_byte_ns is None else self.elapsed_ms(self.first_byte_ns),
             "client_ip": self.client_ip,
         }
+
+
+def peek_model(raw_body: bytes) -> str | None:
+    """For the log of a request refused before its body was parsed: which model it asked for."""
+    try:
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model[:128] if isinstance(model, str) else None

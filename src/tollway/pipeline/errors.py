@@ -36,6 +36,7 @@ UPSTREAM_STREAM_INTERRUPTED = ErrorKind("upstream_stream_interrupted", 502, "ups
 # Logged only: the caller hung up mid-stream (nginx's 499), so there is nobody to answer.
 CLIENT_DISCONNECTED = ErrorKind("client_disconnected", 499, "client_closed_request")
 BAD_REQUEST = ErrorKind("bad_request", 400, "invalid_request_error")
+REQUEST_TOO_LARGE = ErrorKind("request_too_large", 413, "invalid_request_error")
 UNSUPPORTED_ENDPOINT = ErrorKind("unsupported_endpoint", 404, "invalid_request_error")
 METHOD_NOT_ALLOWED = ErrorKind("method_not_allowed", 405, "invalid_request_error")
 ADMIN_UNAUTHORIZED = ErrorKind("admin_unauthorized", 401, "authentication_error")

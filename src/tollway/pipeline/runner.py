@@ -21,7 +21,7 @@ from tollway.config import Settings
 from tollway.logs.writer import LogWriter
 from tollway.pipeline import errors as E
 from tollway.pipeline import steps
-from tollway.pipeline.context import RequestContext
+from tollway.pipeline.context import RequestContext, peek_model
 from tollway.pipeline.errors import GatewayError
 from tollway.pipeline.upstream import UpstreamClient, UpstreamReply
 from tollway.pipeline.upstream_errors import from_upstream_status
@@ -41,7 +41,7 @@ class ClientGone(Exception):
 class ClientStream(Protocol):
     async def start(self) -> None: ...
     async def send(self, data: bytes) -> None: ...  # raises ClientGone
-    async def finish(self) -> None: ...
+    async def finish(self, data: bytes = b"") -> None: ...  # the last bytes and the end, in one write
 
 
 @dataclass(slots=True)
@@ -107,6 +107,8 @@ class Gateway:
         """Refund the hold and log why; the log row is journaled before the error goes out."""
         if ctx.reservation is not None:
             self.ledger.refund(ctx.reservation)
+        if ctx.model is None and ctx.raw_body:
+            ctx.model = peek_model(ctx.raw_body)  # refused before parsing: still log what was asked for
         ctx.status = err.status
         ctx.error = err
         reason = err.extra.get("reason")
@@ -176,13 +178,15 @@ class Gateway:
 
     async def _relay_stream(self, ctx: RequestContext, reply: UpstreamReply, client: ClientStream) -> None:
         """Each complete upstream event goes to the client as soon as it arrives. Only the
-        final [DONE] waits, until the charge is journaled."""
+        last read (the one carrying [DONE]) waits until the charge is journaled, and then goes
+        out in the same write as the end of the response."""
         assert reply.chunks is not None
         inspector = openai_compat.StreamInspector()
         splitter = EventSplitter()
         delivered: list[bytes] = []
+        tail: list[bytes] = []
         await client.start()
-        broken: tuple[E.ErrorKind, str] | None = None
+        broken: GatewayError | None = None
         client_gone = False
         try:
             async for chunk in reply.chunks:
@@ -198,27 +202,37 @@ class Gateway:
                     if ctx.first_byte_ns is None:
                         ctx.first_byte_ns = time.perf_counter_ns()
                     delivered.extend(out)
-                    await client.send(b"".join(out))
                 if inspector.done:
+                    tail = out
                     break
+                if out:
+                    await client.send(b"".join(out))
             if not inspector.done:
-                broken = (E.UPSTREAM_STREAM_INTERRUPTED, "the upstream closed the stream before it finished")
+                broken = _stream_broken(
+                    E.UPSTREAM_STREAM_INTERRUPTED, "the upstream closed the stream early", "上游提前关闭了流"
+                )
         except ClientGone:
             client_gone = True
         except (TimeoutError, asyncio.TimeoutError):
-            broken = (E.UPSTREAM_TIMEOUT, "the upstream stopped sending (read timeout)")
+            broken = _stream_broken(
+                E.UPSTREAM_TIMEOUT, "the upstream stopped sending (read timeout)", "上游停止发送数据（读取超时）"
+            )
         except aiohttp.ClientError as exc:
-            broken = (E.UPSTREAM_STREAM_INTERRUPTED, f"the upstream stream broke ({type(exc).__name__})")
+            broken = _stream_broken(
+                E.UPSTREAM_STREAM_INTERRUPTED,
+                f"the upstream stream broke ({type(exc).__name__})",
+                f"上游数据流中断（{type(exc).__name__}）",
+            )
         finally:
             reply.close()
 
         if client_gone:
-            await self._settle_partial(ctx, inspector.usage, delivered, E.CLIENT_DISCONNECTED, "the client disconnected mid-stream")
+            gone = _stream_broken(E.CLIENT_DISCONNECTED, "the client disconnected mid-stream", "客户端在流式传输中断开")
+            await self._settle_partial(ctx, inspector.usage, delivered, gone)
             return
         if broken is not None:
-            kind, why = broken
-            await self._settle_partial(ctx, inspector.usage, delivered, kind, why)
-            await self._send_stream_error(ctx, client, kind, why)
+            await self._settle_partial(ctx, inspector.usage, delivered, broken)
+            await self._send_stream_error(ctx, client, broken, tail)
             return
         usage = inspector.usage
         if usage is not None:
@@ -227,42 +241,55 @@ class Gateway:
             estimated = await self._estimated_usage(ctx, delivered)
             await self._settle(ctx, estimated, "usage Tollway counted (the upstream reported none)")
         try:
-            await client.send(DONE_EVENT)
-            await client.finish()
+            await client.finish(b"".join(tail) + DONE_EVENT)
         except ClientGone:
-            pass  # already charged and journaled: the answer was complete but for [DONE]
+            pass  # already charged and journaled: the upstream's whole answer was paid for
 
     async def _settle_partial(
-        self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], kind: E.ErrorKind, why: str
+        self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], why: GatewayError
     ) -> None:
         """A stream that ended early: charge what the upstream produced (it bills us for it),
         nothing if it produced nothing, and say so in the log."""
-        ctx.status = kind.status
-        ctx.error = GatewayError(kind, why, why)
-        ctx.failure_reason = why
+        ctx.status = why.status
+        ctx.error = why
+        ctx.failure_reason = why.message_en
         if usage is None:
             usage = await self._estimated_usage(ctx, delivered)
         if usage.completion_tokens == 0 and usage.source == ESTIMATED:
             assert ctx.reservation is not None
             self.ledger.refund(ctx.reservation)
             ctx.usage = usage
-            ctx.charge_reason = f"not charged: {why} before any tokens were produced"
+            ctx.charge_reason = f"not charged: {why.message_en} before any tokens were produced"
             await self.writer.submit({"log": ctx.log_row(), "charge": None})
             return
         await self._settle(
             ctx,
             usage,
-            f"the {usage.completion_tokens} completion tokens the upstream produced before {why.removeprefix('the ')} "
-            f"({usage.source})",
+            f"{usage.completion_tokens} completion tokens the upstream produced ({usage.source}) "
+            f"before {why.message_en}",
         )
 
-    async def _send_stream_error(self, ctx: RequestContext, client: ClientStream, kind: E.ErrorKind, why: str) -> None:
+    async def _send_stream_error(
+        self, ctx: RequestContext, client: ClientStream, err: GatewayError, tail: list[bytes]
+    ) -> None:
+        """Headers (200) are long gone: the error travels as a last SSE event, in the OpenAI
+        error shape, in the caller's language."""
         payload = orjson.dumps(
-            {"error": {"message": why, "type": kind.type, "param": None, "code": kind.code, "request_id": ctx.request_id}}
+            {
+                "error": {
+                    "message": err.message(ctx.accept_language),
+                    "type": err.kind.type,
+                    "param": None,
+                    "code": err.code,
+                    "request_id": ctx.request_id,
+                }
+            }
         )
         try:
-            await client.send(b"data: " + payload + b"\n\n")
-            await client.finish()
+            await client.finish(b"".join(tail) + b"data: " + payload + b"\n\n")
         except ClientGone:
             pass
 
+
+def _stream_broken(kind: E.ErrorKind, message_en: str, message_zh: str) -> GatewayError:
+    return GatewayError(kind, message_en, message_zh)

@@ -93,6 +93,14 @@ def _check_ip(ctx: RequestContext, key: KeyView) -> None:
 
 
 def parse_body(ctx: RequestContext) -> None:
+    if ctx.body_too_large:
+        limit = MAX_BODY_BYTES // (1024 * 1024)
+        raise GatewayError(
+            E.REQUEST_TOO_LARGE,
+            f"the request body is larger than {limit} MiB; send smaller inputs (e.g. link images instead of "
+            "embedding them)",
+            f"请求体超过 {limit} MiB；请减小输入（例如用链接代替内嵌图片）",
+        )
     try:
         body = orjson.loads(ctx.raw_body)
     except orjson.JSONDecodeError:
