@@ -57,7 +57,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELD_TYPES[name]
     # TOML values arrive typed: refuse `port = true` or `workers = 2.9` instead of truncating.
-    if isinstance(value, bool) and kind != "bool" or isinstance(value, float) and kind == "int":
+    if (isinstance(value, bool) and kind != "bool") or (isinstance(value, float) and kind == "int"):
         raise ConfigError(f"setting `{name}` expects a {kind}, got `{value}`")
     try:
         if kind == "bool":
@@ -109,8 +109,13 @@ def load_settings(flags: dict[str, Any] | None = None, config_file: str | None =
         raise ConfigError(f"port must be between 1 and 65535, got {settings.port}")
     if settings.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got `{settings.log_level}`")
-    for name in ("upstream_connect_timeout_s", "upstream_read_timeout_s", "config_poll_interval_s",
-                 "log_flush_interval_s", "lease_ttl_s"):
+    for name in (
+        "upstream_connect_timeout_s",
+        "upstream_read_timeout_s",
+        "config_poll_interval_s",
+        "log_flush_interval_s",
+        "lease_ttl_s",
+    ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be greater than zero")
     return settings
@@ -136,5 +141,7 @@ def ensure_data_dir(settings: Settings) -> Settings:
         if secret:
             return replace(settings, secret_key=secret)
         time.sleep(0.02)
-    raise ConfigError(f"{key_file} is empty: restore it from a backup, or set secret_key (channel credentials "
-                      "saved with the old key must then be entered again)")
+    raise ConfigError(
+        f"{key_file} is empty: restore it from a backup, or set secret_key (channel credentials "
+        "saved with the old key must then be entered again)"
+    )

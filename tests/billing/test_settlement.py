@@ -6,11 +6,23 @@ from tollway.store.tables import ledger_entries, request_logs
 
 
 def _record(rid: str, uid: int, kid: int | None, amount: int | None) -> dict:
-    log = {"request_id": rid, "created_at_ms": 1, "endpoint": "/v1/chat/completions", "inbound_format": "openai",
-           "requested_model": "m", "status_code": 200 if amount else 502, "cost_nano": amount or 0,
-           "charged": bool(amount), "user_id": uid, "key_id": kid}
-    charge = None if not amount else {"user_id": uid, "key_id": kid, "amount_nano": amount, "user_lease_id": None,
-                                      "key_lease_id": None}
+    log = {
+        "request_id": rid,
+        "created_at_ms": 1,
+        "endpoint": "/v1/chat/completions",
+        "inbound_format": "openai",
+        "requested_model": "m",
+        "status_code": 200 if amount else 502,
+        "cost_nano": amount or 0,
+        "charged": bool(amount),
+        "user_id": uid,
+        "key_id": kid,
+    }
+    charge = (
+        None
+        if not amount
+        else {"user_id": uid, "key_id": kid, "amount_nano": amount, "user_lease_id": None, "key_lease_id": None}
+    )
     return {"log": log, "charge": charge}
 
 

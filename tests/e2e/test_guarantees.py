@@ -33,8 +33,9 @@ def fake() -> Iterator[FakeUpstream]:
 
 
 def _configure(gw: GatewayProcess, fake: FakeUpstream, *, balance: str, key_limit: str | None = None) -> str:
-    channels.create_channel(gw.engine, gw.box, "fake", type="openai", base_url=fake.base_url,
-                            credential="upstream-secret", models=MODELS)
+    channels.create_channel(
+        gw.engine, gw.box, "fake", type="openai", base_url=fake.base_url, credential="upstream-secret", models=MODELS
+    )
     for model in MODELS:
         prices.set_price(gw.engine, model, input_usd_per_mtok="1", output_usd_per_mtok="2")
     users.create_user(gw.engine, "payer", balance_usd=balance)
@@ -47,21 +48,27 @@ def _count(gw: GatewayProcess, table) -> int:  # type: ignore[no-untyped-def]
 
 
 async def _post(session: aiohttp.ClientSession, url: str, key: str, body: bytes) -> tuple[int, bytes]:
-    async with session.post(url, data=body, headers={"Authorization": f"Bearer {key}",
-                                                      "Content-Type": "application/json"}) as response:
+    async with session.post(
+        url, data=body, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    ) as response:
         return response.status, await response.read()
 
 
 def _body(model: str, *, stream: bool = False) -> bytes:
-    return orjson.dumps({"model": model, "max_tokens": 5, "stream": stream,
-                         "messages": [{"role": "user", "content": "What does a toll road cost?"}]})
+    return orjson.dumps(
+        {
+            "model": model,
+            "max_tokens": 5,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "What does a toll road cost?"}],
+        }
+    )
 
 
 def test_sigkill_right_after_answering_loses_no_charge(tmp_path: Path, database_url: str, fake: FakeUpstream) -> None:
     # Commits are held back for a minute, so everything below lives only in the journal when the
     # process dies: the restart must recover it.
-    gw = GatewayProcess(tmp_path / "data", database_url=database_url,
-                        extra_env={"TOLLWAY_LOG_FLUSH_INTERVAL_S": "60"})
+    gw = GatewayProcess(tmp_path / "data", database_url=database_url, extra_env={"TOLLWAY_LOG_FLUSH_INTERVAL_S": "60"})
     key = _configure(gw, fake, balance="1")
     gw.start()
 
@@ -70,8 +77,13 @@ def test_sigkill_right_after_answering_loses_no_charge(tmp_path: Path, database_
             url = f"{gw.base_url}/chat/completions"
             return [
                 (await _post(session, url, key, body))[0]
-                for body in (_body("fake-model"), _body("fake-model", stream=True), _body("fake-model"),
-                             _body("fake-model", stream=True), _body("fail-500-fake"))
+                for body in (
+                    _body("fake-model"),
+                    _body("fake-model", stream=True),
+                    _body("fake-model"),
+                    _body("fake-model", stream=True),
+                    _body("fail-500-fake"),
+                )
             ]
 
     statuses = asyncio.run(traffic())

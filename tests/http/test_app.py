@@ -26,12 +26,22 @@ def test_journal_of_a_retired_worker_is_committed_by_worker_zero(tmp_path: Path)
     uid = users.create_user(engine, "u", balance_usd="1")["id"]
     # A crashed 4-worker run left worker 3's journal behind; now only 2 workers start.
     orphan = Journal(settings.data_path / "journal", name="worker-3")
-    orphan.append({
-        "log": {"request_id": "req_orphan", "created_at_ms": 1, "endpoint": "/v1/chat/completions",
-                "inbound_format": "openai", "requested_model": "m", "status_code": 200, "cost_nano": 5,
-                "charged": True, "user_id": uid},
-        "charge": {"user_id": uid, "key_id": None, "amount_nano": 5, "user_lease_id": None, "key_lease_id": None},
-    })
+    orphan.append(
+        {
+            "log": {
+                "request_id": "req_orphan",
+                "created_at_ms": 1,
+                "endpoint": "/v1/chat/completions",
+                "inbound_format": "openai",
+                "requested_model": "m",
+                "status_code": 200,
+                "cost_nano": 5,
+                "charged": True,
+                "user_id": uid,
+            },
+            "charge": {"user_id": uid, "key_id": None, "amount_nano": 5, "user_lease_id": None, "key_lease_id": None},
+        }
+    )
     orphan.close()
     app = build_app(replace(settings, workers=2), worker_index=0)
     with engine.connect() as conn:

@@ -79,7 +79,7 @@ def acquire(
         if capacity is None:
             return None
         available = capacity - _outstanding(conn, kind, account_id, at)
-        if available < need_nano or need_nano <= 0 and available <= 0:
+        if available < need_nano or (need_nano <= 0 and available <= 0):
             return None
         grant = max(need_nano, min(want_nano, available))
         if lease_id is not None:

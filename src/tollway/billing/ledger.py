@@ -20,7 +20,6 @@ from tollway.billing import leases
 from tollway.billing.money import format_usd
 from tollway.pipeline.errors import INSUFFICIENT_BALANCE, KEY_LIMIT_REACHED, GatewayError
 
-
 LEASE_AHEAD_REQUESTS = 200
 
 
@@ -137,7 +136,10 @@ class Ledger:
         idle = [
             a
             for a in self._accounts.values()
-            if a.reserved == 0 and a.uncommitted == 0 and now - a.last_used > self._idle_release_s and not a.lock.locked()
+            if a.reserved == 0
+            and a.uncommitted == 0
+            and now - a.last_used > self._idle_release_s
+            and not a.lock.locked()
         ]
         for account in idle:
             del self._accounts[(account.kind, account.account_id)]

@@ -18,7 +18,9 @@ def cost_nano(price: PriceView, usage: Usage, multiplier_ppm: int) -> int:
     if price.per_request_nano is not None:
         return divide_half_up(price.per_request_nano * multiplier_ppm, PPM)
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    cached_rate = price.input_nano_per_mtok if price.cached_input_nano_per_mtok is None else price.cached_input_nano_per_mtok
+    cached_rate = (
+        price.input_nano_per_mtok if price.cached_input_nano_per_mtok is None else price.cached_input_nano_per_mtok
+    )
     token_cost = (
         (usage.prompt_tokens - cached) * price.input_nano_per_mtok
         + cached * cached_rate

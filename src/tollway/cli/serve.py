@@ -28,10 +28,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (TOLLWAY_HOST). Default 127.0.0.1.")] = None,
     port: Annotated[int | None, typer.Option(help="Port (TOLLWAY_PORT). Default 8080.")] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="sqlite:///… or postgresql://… (TOLLWAY_DATABASE_URL). Default: SQLite in the data dir.")
+        str | None,
+        typer.Option(help="sqlite:///… or postgresql://… (TOLLWAY_DATABASE_URL). Default: SQLite in the data dir."),
     ] = None,
     data_dir: Annotated[str | None, typer.Option(help="Data directory (TOLLWAY_DATA_DIR).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes sharing the port (TOLLWAY_WORKERS). Default 1.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes sharing the port (TOLLWAY_WORKERS). Default 1.")
+    ] = None,
     demo: Annotated[bool, typer.Option(help="Set up a demo user, key and the built-in demo model.")] = False,
 ) -> None:
     """Run the gateway."""
@@ -53,11 +56,13 @@ def serve(
             console.print(
                 f"  curl {base}/v1/chat/completions -H 'Authorization: Bearer {setup.api_key}' "
                 f"-H 'Content-Type: application/json' "
-                f"-d '{{\"model\": \"{DEMO_CHAT_MODEL}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
+                f'-d \'{{"model": "{DEMO_CHAT_MODEL}", "messages": [{{"role": "user", "content": "Hello!"}}]}}\'',
                 soft_wrap=True,
             )
         else:
-            console.print("Demo already set up by an earlier run (its key was shown then; `tollway keys create --user demo` makes another).")
+            console.print(
+                "Demo already set up by an earlier run (its key was shown then; `tollway keys create --user demo` makes another)."
+            )
     store.engine.dispose()
     sys.stdout.flush()
     if settings.workers == 1:

@@ -93,7 +93,9 @@ def _relay_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
             return stream.response or web.Response(status=499)
         if reply.error is not None:
             return error_response(reply.error, request_id=request_id, accept_language=accept_language)
-        return web.Response(body=reply.body, status=reply.status, content_type=_JSON, headers={REQUEST_ID_HEADER: request_id})
+        return web.Response(
+            body=reply.body, status=reply.status, content_type=_JSON, headers={REQUEST_ID_HEADER: request_id}
+        )
 
     return handle
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from tollway.billing.ledger import Reservation
 from tollway.pipeline.errors import GatewayError
 from tollway.providers.base import Endpoint

@@ -5,6 +5,7 @@ client; everything else about a relay request happens here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -14,8 +15,8 @@ from typing import Protocol
 import aiohttp
 import orjson
 
-from tollway.billing.ledger import Ledger
 from tollway.billing.leases import KEY, USER
+from tollway.billing.ledger import Ledger
 from tollway.billing.prices import cost_nano
 from tollway.config import Settings
 from tollway.logs.writer import LogWriter
@@ -77,7 +78,10 @@ class Gateway:
             key = ctx.key
             assert key is not None
             ctx.reservation = await self.ledger.reserve(
-                user_id=key.user.id, key_id=key.id, key_limited=key.spend_limit_nano is not None, amount=ctx.estimate_nano
+                user_id=key.user.id,
+                key_id=key.id,
+                key_limited=key.spend_limit_nano is not None,
+                amount=ctx.estimate_nano,
             )
             steps.route(ctx)
             reply = await self.upstream.send(ctx)
@@ -213,7 +217,7 @@ class Gateway:
                 )
         except ClientGone:
             client_gone = True
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             broken = _stream_broken(
                 E.UPSTREAM_TIMEOUT, "the upstream stopped sending (read timeout)", "上游停止发送数据（读取超时）"
             )
@@ -240,10 +244,8 @@ class Gateway:
         else:
             estimated = await self._estimated_usage(ctx, delivered)
             await self._settle(ctx, estimated, "usage Tollway counted (the upstream reported none)")
-        try:
+        with contextlib.suppress(ClientGone):  # already charged and journaled: the answer was paid for
             await client.finish(b"".join(tail) + DONE_EVENT)
-        except ClientGone:
-            pass  # already charged and journaled: the upstream's whole answer was paid for
 
     async def _settle_partial(
         self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], why: GatewayError
@@ -285,10 +287,8 @@ class Gateway:
                 }
             }
         )
-        try:
+        with contextlib.suppress(ClientGone):
             await client.finish(b"".join(tail) + b"data: " + payload + b"\n\n")
-        except ClientGone:
-            pass
 
 
 def _stream_broken(kind: E.ErrorKind, message_en: str, message_zh: str) -> GatewayError:

@@ -115,13 +115,15 @@ def parse_body(ctx: RequestContext) -> None:
     if not isinstance(model, str) or not model:
         raise GatewayError(
             E.BAD_REQUEST,
-            "`model` is required: name the model to use, e.g. \"model\": \"gpt-4o-mini\" (GET /v1/models lists them)",
-            "缺少 `model`：请指定模型，例如 \"model\": \"gpt-4o-mini\"（GET /v1/models 可列出可用模型）",
+            '`model` is required: name the model to use, e.g. "model": "gpt-4o-mini" (GET /v1/models lists them)',
+            '缺少 `model`：请指定模型，例如 "model": "gpt-4o-mini"（GET /v1/models 可列出可用模型）',
             param="model",
         )
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
-        raise GatewayError(E.BAD_REQUEST, "`stream` must be true or false", "`stream` 必须是 true 或 false", param="stream")
+        raise GatewayError(
+            E.BAD_REQUEST, "`stream` must be true or false", "`stream` 必须是 true 或 false", param="stream"
+        )
     if stream and not ctx.endpoint.streams:
         raise GatewayError(E.BAD_REQUEST, "this endpoint does not stream", "此接口不支持流式输出", param="stream")
     _check_required_input(ctx.endpoint, body)

@@ -81,14 +81,14 @@ class UpstreamClient:
         assert self._session is not None
         try:
             response = await self._session.post(request.url, data=request.body, headers=request.headers)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise upstream_timeout() from None
         except aiohttp.ClientError as exc:
             raise _upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
         if not ctx.stream or response.status >= 400:
             try:
                 body = await response.read()
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 response.close()
                 raise upstream_timeout() from None
             except aiohttp.ClientError as exc:

@@ -7,9 +7,8 @@ Create Date: 2026-12-03 17:01:51.597858
 
 import time
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -143,9 +142,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("request_logs", schema=None) as batch_op:
         batch_op.create_index("ix_request_logs_key_time", ["key_id", "created_at_ms"], unique=False)
-        batch_op.create_index(
-            "ix_request_logs_model_time", ["requested_model", "created_at_ms"], unique=False
-        )
+        batch_op.create_index("ix_request_logs_model_time", ["requested_model", "created_at_ms"], unique=False)
         batch_op.create_index("ix_request_logs_time", ["created_at_ms"], unique=False)
         batch_op.create_index("ix_request_logs_user_time", ["user_id", "created_at_ms"], unique=False)
 
