@@ -40,7 +40,7 @@ SCENARIOS: dict[str, dict] = {
     },
 }
 AUTH_ENV = "BENCH_AUTHORIZATION"
-DEFERRED_WORK_S = 0.25
+DEFERRED_WORK_S = 0.6
 
 
 class LoadError(Exception):

@@ -33,7 +33,7 @@ class Settings:
     upstream_read_timeout_s: float = 300.0  # longest silence allowed between upstream bytes
     default_max_output_tokens: int = 1024  # reservation estimate when a request sets no max_tokens
     config_poll_interval_s: float = 0.5
-    log_flush_interval_s: float = 0.05
+    log_flush_interval_s: float = 0.2  # journal makes answers durable at once; the DB catches up in batches
     journal_fsync: bool = False  # True: survive power loss too, at a cost per request
     lease_ttl_s: float = 60.0
     trust_forwarded_for: bool = False  # use X-Forwarded-For for the client IP (behind a proxy)

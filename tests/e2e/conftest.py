@@ -18,7 +18,7 @@ from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest
 from tests.support.gateway import GatewayProcess
@@ -46,6 +46,7 @@ CHAT_MODELS = [
     "fail-429-gpt",
     "fail-500-gpt",
     "slow-5000-gpt",  # answers after the server's 3 s read timeout
+    "slow-1500-gpt",  # answers after a client with a 0.5 s timeout has hung up
     "drip-4000-gpt",  # the role chunk at once, then silence past the read timeout
     "cut-3-gpt",
     "drip-200-gpt",
@@ -82,9 +83,10 @@ class Stage:
     def __init__(self, gateway: GatewayProcess, fake: FakeUpstream | None) -> None:
         self.gateway = gateway
         self.fake = fake
+        self._clients: dict[str, openai.OpenAI] = {}
 
     @property
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         return self.gateway.engine
 
     # -- accounts ------------------------------------------------------------------------------
@@ -111,10 +113,22 @@ class Stage:
                     raise
 
     def client(self, key: str, **options: Any) -> openai.OpenAI:
+        """An SDK client for `key`; plain ones are reused so polling loops share connections."""
+        plain = not options
+        if plain and key in self._clients:
+            return self._clients[key]
         # The SDK retries 5xx and 429 by default, which would hide the first answer.
         options.setdefault("max_retries", 0)
         options.setdefault("timeout", 30.0)
-        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, **options)
+        client = openai.OpenAI(base_url=self.gateway.base_url, api_key=key, **options)
+        if plain:
+            self._clients[key] = client
+        return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     # -- the store -------------------------------------------------------------------------------
 
@@ -202,7 +216,9 @@ def stage(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with GatewayProcess(tmp_path_factory.mktemp("gateway")) as gateway:
         _configure(gateway, fake)
         gateway.start()
-        yield Stage(gateway, fake)
+        stage = Stage(gateway, fake)
+        yield stage
+        stage.close()
 
 
 @dataclass
@@ -236,4 +252,5 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     try:
         yield started
     finally:
+        started.stage.close()
         started.stage.gateway.close()

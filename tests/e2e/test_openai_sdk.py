@@ -3,6 +3,7 @@ mapping, embeddings, legacy completions, the model list, and what each request i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import time
@@ -72,6 +73,33 @@ def test_balance_after_a_batch_of_requests(stage: Stage) -> None:
     rows = stage.log_rows_for_key(account.key_id, 3)
     assert [r["cost_nano"] for r in rows] == [COST] * 3
     assert stage.balance(account.user) == account.balance_nano - 3 * COST
+
+
+async def test_concurrent_requests_are_each_charged_once(stage: Stage) -> None:
+    """Twenty requests at once from the async SDK, half of them streams: every one answered,
+    logged and charged exactly once, and the balance moves by exactly the sum."""
+    account = stage.account()
+    client = openai.AsyncOpenAI(base_url=stage.gateway.base_url, api_key=account.key, max_retries=0, timeout=30)
+
+    async def one(i: int) -> str:
+        messages = [{"role": "user", "content": unique(f"parallel-{i}")}]
+        if i % 2:
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        completion = await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        return completion.choices[0].message.content or ""
+
+    try:
+        texts = await asyncio.gather(*(one(i) for i in range(20)))
+    finally:
+        await client.close()
+    assert texts == [FAKE_TEXT] * 20
+    rows = await asyncio.to_thread(stage.log_rows_for_key, account.key_id, 20)
+    assert len(rows) == 20 and len({r["request_id"] for r in rows}) == 20
+    assert all(r["cost_nano"] == COST and r["charged"] for r in rows)
+    assert sum(r["is_stream"] for r in rows) == 10
+    assert stage.balance(account.user) == account.balance_nano - 20 * COST
+    assert keys.get_key(stage.engine, account.key_id)["spent_nano"] == 20 * COST
 
 
 def test_stream_without_usage_request_hides_the_usage_chunk(stage: Stage) -> None:

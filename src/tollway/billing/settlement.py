@@ -1,8 +1,10 @@
 """Commits a batch of finished requests: their log rows and their charges in ONE transaction,
 so there is never a charge without a log row or a log row without its charge.
 
-Idempotent: a request whose log row is already stored is skipped whole, so replaying a journal
-segment that was (partly) committed before a crash changes nothing twice.
+Idempotent when asked (`dedupe=True`, used for journal replay and for retries): a request whose
+log row is already stored is skipped whole, so a segment that was (partly) committed before a
+crash changes nothing twice. A first attempt from the live writer skips that lookup: its records
+are new by construction, and the unique request id would refuse a duplicate anyway.
 """
 
 from __future__ import annotations
@@ -46,25 +48,12 @@ def _insert_logs(conn: Any, rows: list[dict[str, Any]]) -> None:
     conn.exec_driver_sql(_insert_sql(conn, request_logs.name, _LOG_COLUMNS), values)
 
 
-def commit_records(engine: Engine, records: list[dict[str, Any]]) -> int:
+def commit_records(engine: Engine, records: list[dict[str, Any]], *, dedupe: bool = True) -> int:
     """Returns how many records were new."""
     if not records:
         return 0
     with engine.begin() as conn:
-        ids = [r["log"]["request_id"] for r in records]
-        stored: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            stored.update(
-                conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars()
-            )
-        fresh = []
-        seen: set[str] = set()
-        for record in records:
-            rid = record["log"]["request_id"]
-            if rid not in stored and rid not in seen:
-                seen.add(rid)
-                fresh.append(record)
+        fresh = _unstored(conn, records) if dedupe else records
         if not fresh:
             return 0
         _insert_logs(conn, [r["log"] for r in fresh])
@@ -72,6 +61,21 @@ def commit_records(engine: Engine, records: list[dict[str, Any]]) -> int:
         if charges:
             _apply_charges(conn, charges)
     return len(fresh)
+
+
+def _unstored(conn: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [r["log"]["request_id"] for r in records]
+    stored: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        stored.update(conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars())
+    fresh = []
+    for record in records:
+        rid = record["log"]["request_id"]
+        if rid not in stored:
+            stored.add(rid)  # also drops a repeat inside the same batch
+            fresh.append(record)
+    return fresh
 
 
 def _apply_charges(conn: Any, records: list[dict[str, Any]]) -> None:

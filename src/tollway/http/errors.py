@@ -7,6 +7,7 @@ shape everywhere: {"error": {"message", "type", "param", "code", "request_id"}}.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import orjson
@@ -28,8 +29,14 @@ _ids = random.Random()  # seeded from the OS once; ids must be unique, not ungue
 
 
 def new_request_id() -> str:
-    # Not `secrets`: os.urandom is a system call per request (tens of microseconds on some hosts).
-    return f"req_{_ids.getrandbits(96):024x}"
+    """`req_` + 12 hex digits of the time in ms + 12 random hex digits.
+
+    Time first, so ids sort by time and the unique indexes on request ids (request_logs,
+    ledger_entries) grow at their right edge instead of touching a random page per insert: that
+    cut the database writes of a batch commit several times over (bench/run.py, strace).
+    Not `secrets`: os.urandom is a system call per request (tens of microseconds on some hosts).
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{_ids.getrandbits(48):012x}"
 
 
 def error_body(err: GatewayError, *, request_id: str, accept_language: str | None) -> dict[str, Any]:

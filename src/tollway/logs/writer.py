@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ log = logging.getLogger("tollway.logs")
 Committed = Callable[[], None]
 
 
+@dataclass(slots=True)
+class _Batch:
+    records: list[dict[str, Any]]
+    callbacks: list[Committed]
+    segment: Path | None
+    retried: bool = False
+
+
 class LogWriter:
     def __init__(self, engine: Engine, journal: Journal) -> None:
         self._engine = engine
@@ -35,8 +44,9 @@ class LogWriter:
         self._journaled_signal: asyncio.Future[None] | None = None
         self._pending: list[dict[str, Any]] = []  # journaled, not yet committed
         self._callbacks: list[Committed] = []
-        # Batches whose commit failed: retried, with their segments, before anything newer.
-        self._retry: list[tuple[list[dict[str, Any]], list[Committed], Path | None]] = []
+        # Batches not yet committed, oldest first, with their segments and whether an attempt
+        # already failed (then the retry must skip rows a lost acknowledgement did commit).
+        self._batches: list[_Batch] = []
         self._flush_lock = asyncio.Lock()
 
     def submit(self, record: dict[str, Any], on_committed: Committed | None = None) -> asyncio.Future[None]:
@@ -79,16 +89,19 @@ class LogWriter:
             if self._pending:
                 # Taken together with the rotation, with no await in between: the closed segment
                 # holds exactly this batch.
-                batch, callbacks = self._pending, self._callbacks
+                self._batches.append(_Batch(self._pending, self._callbacks, self._journal.rotate()))
                 self._pending, self._callbacks = [], []
-                self._retry.append((batch, callbacks, self._journal.rotate()))
-            while self._retry:
-                batch, callbacks, segment = self._retry[0]
-                await asyncio.to_thread(commit_records, self._engine, batch)
-                self._retry.pop(0)
-                if segment is not None:
-                    Journal.discard(segment)
-                for callback in callbacks:
+            while self._batches:
+                batch = self._batches[0]
+                try:
+                    await asyncio.to_thread(commit_records, self._engine, batch.records, dedupe=batch.retried)
+                except Exception:
+                    batch.retried = True
+                    raise
+                self._batches.pop(0)
+                if batch.segment is not None:
+                    Journal.discard(batch.segment)
+                for callback in batch.callbacks:
                     callback()
 
     async def run(self, interval_s: float) -> None:
@@ -98,7 +111,7 @@ class LogWriter:
                 await self.flush()
             except Exception:
                 # The records are safe in the journal; keep them queued and try again.
-                log.exception("request log commit failed; %d batches waiting", len(self._retry))
+                log.exception("request log commit failed; %d batches waiting", len(self._batches))
                 await asyncio.sleep(min(5.0, interval_s * 20))
 
     async def close(self) -> None:
