@@ -33,6 +33,10 @@ class AiohttpClientStream:
         self._request_id = request_id
         self._response: web.StreamResponse | None = None
 
+    def gone(self) -> bool:
+        transport = self._request.transport
+        return transport is None or transport.is_closing()
+
     async def start(self) -> None:
         response = web.StreamResponse(
             status=200,

@@ -40,6 +40,7 @@ class ClientGone(Exception):
 
 
 class ClientStream(Protocol):
+    def gone(self) -> bool: ...  # the caller already hung up
     async def start(self) -> None: ...
     async def send(self, data: bytes) -> None: ...  # raises ClientGone
     async def finish(self, data: bytes = b"") -> None: ...  # the last bytes and the end, in one write
@@ -91,7 +92,7 @@ class Gateway:
             if ctx.stream:
                 await self._relay_stream(ctx, reply, client)
                 return None
-            return await self._finish_whole(ctx, reply)
+            return await self._finish_whole(ctx, reply, client)
         except GatewayError as err:
             await self._fail(ctx, err)
             return Reply(status=err.status, body=b"", error=err)
@@ -146,16 +147,25 @@ class Gateway:
             {"log": ctx.log_row(), "charge": charge}, on_committed=lambda: self.ledger.committed(reservation.accounts)
         )
 
-    async def _finish_whole(self, ctx: RequestContext, reply: UpstreamReply) -> Reply:
+    async def _finish_whole(self, ctx: RequestContext, reply: UpstreamReply, client: ClientStream) -> Reply:
         ctx.first_byte_ns = time.perf_counter_ns()
         usage = openai_compat.response_usage(reply.body)
-        if usage is not None:
-            await self._settle(ctx, usage, "the usage the upstream reported")
-        else:
+        why = "the usage the upstream reported"
+        if usage is None:
             await self._tokenizer_ready(ctx)
             completion = tokens.count_text(openai_compat.response_text(reply.body), ctx.upstream_model or "")
             usage = Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
-            await self._settle(ctx, usage, "usage Tollway counted (the upstream reported none)")
+            why = "usage Tollway counted (the upstream reported none)"
+        if client.gone():
+            # The upstream did the work (and bills us), so the charge stands; the log says the
+            # answer never reached the caller.
+            ctx.status = E.CLIENT_DISCONNECTED.status
+            ctx.error = GatewayError(
+                E.CLIENT_DISCONNECTED, "the client disconnected before the answer", "客户端在收到响应前断开"
+            )
+            ctx.failure_reason = ctx.error.message_en
+            why += "; the client disconnected before the answer was delivered"
+        await self._settle(ctx, usage, why)
         return Reply(status=200, body=reply.body)
 
     @staticmethod

@@ -93,7 +93,12 @@ class UpstreamClient:
                 raise upstream_timeout() from None
             except aiohttp.ClientError as exc:
                 response.close()
-                raise _upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
+                raise GatewayError(
+                    E.UPSTREAM_ERROR,
+                    "the upstream provider's answer broke off before it was complete; try again",
+                    "上游服务的响应在完成前中断；请重试",
+                    extra={"reason": f"reading the upstream answer failed: {type(exc).__name__}: {exc}"},
+                ) from None
             response.release()
             return UpstreamReply(status=response.status, body=body)
         return UpstreamReply(status=response.status, chunks=response.content.iter_any(), _response=response)
