@@ -11,8 +11,17 @@ from tollway.store.tables import request_logs
 
 def _record(rid: str, uid: int) -> dict:
     return {
-        "log": {"request_id": rid, "created_at_ms": 1, "endpoint": "/v1/chat/completions", "inbound_format": "openai",
-                "requested_model": "m", "status_code": 200, "cost_nano": 7, "charged": True, "user_id": uid},
+        "log": {
+            "request_id": rid,
+            "created_at_ms": 1,
+            "endpoint": "/v1/chat/completions",
+            "inbound_format": "openai",
+            "requested_model": "m",
+            "status_code": 200,
+            "cost_nano": 7,
+            "charged": True,
+            "user_id": uid,
+        },
         "charge": {"user_id": uid, "key_id": None, "amount_nano": 7, "user_lease_id": None, "key_lease_id": None},
     }
 

@@ -68,7 +68,9 @@ def _unstored(conn: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     stored: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        stored.update(conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars())
+        stored.update(
+            conn.execute(select(request_logs.c.request_id).where(request_logs.c.request_id.in_(chunk))).scalars()
+        )
     fresh = []
     for record in records:
         rid = record["log"]["request_id"]
