@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -141,10 +142,21 @@ async def _start(app: web.Application) -> None:
         asyncio.create_task(gateway.writer.run(settings.log_flush_interval_s)),
         asyncio.create_task(gateway.ledger.run_maintenance(LEASE_MAINTENANCE_S)),
     ]
+    _tune_garbage_collector()
     if any(channel.type == "demo" for channel in gateway.snapshots.current.channels):
         # The demo model counts every answer's tokens: load the tables (about 1 s) in the
         # background now rather than on the first demo request.
         runtime.tasks.append(asyncio.create_task(asyncio.to_thread(tokens.preload)))
+
+
+def _tune_garbage_collector() -> None:
+    """The gateway's heap is mostly long-lived (libraries, snapshot) while each request makes
+    short-lived garbage. Freezing what exists at start keeps every collection from walking it,
+    and a larger young generation means far fewer collections per request: together this took
+    about a fifth off the CPU per streamed request (bench/run.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 async def _stop(app: web.Application) -> None:

@@ -238,7 +238,7 @@ class Gateway:
                 f"上游数据流中断（{type(exc).__name__}）",
             )
         finally:
-            reply.close()
+            reply.close(complete=inspector.done)
 
         if client_gone:
             gone = _stream_broken(E.CLIENT_DISCONNECTED, "the client disconnected mid-stream", "客户端在流式传输中断开")

@@ -133,12 +133,15 @@ def parse_body(ctx: RequestContext) -> None:
     ctx.client_wants_usage = openai_compat.client_wants_usage(body)
 
 
+_REQUIRED_INPUT: dict[Endpoint, tuple[str, type | tuple[type, ...]]] = {
+    Endpoint.CHAT: ("messages", list),
+    Endpoint.COMPLETIONS: ("prompt", (str, list)),
+    Endpoint.EMBEDDINGS: ("input", (str, list)),
+}
+
+
 def _check_required_input(endpoint: Endpoint, body: dict[str, Any]) -> None:
-    field, kind = {
-        Endpoint.CHAT: ("messages", list),
-        Endpoint.COMPLETIONS: ("prompt", (str, list)),
-        Endpoint.EMBEDDINGS: ("input", (str, list)),
-    }[endpoint]
+    field, kind = _REQUIRED_INPUT[endpoint]
     value = body.get(field)
     if not isinstance(value, kind) or (isinstance(value, list) and not value):
         raise GatewayError(

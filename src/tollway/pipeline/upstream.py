@@ -25,8 +25,14 @@ class UpstreamReply:
     chunks: AsyncIterator[bytes] | None = None  # raw bytes as they arrive, when streaming
     _response: aiohttp.ClientResponse | None = field(default=None, repr=False)
 
-    def close(self) -> None:
-        if self._response is not None:
+    def close(self, *, complete: bool) -> None:
+        """A complete stream hands its connection back to the pool for the next request; an
+        unfinished one closes it, which is how an upstream learns to stop generating."""
+        if self._response is None:
+            return
+        if complete:
+            self._response.release()
+        else:
             self._response.close()
 
 

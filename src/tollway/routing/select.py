@@ -15,8 +15,8 @@ def candidates(snapshot: Snapshot, group: str, model: str) -> tuple[ChannelView,
 
 def pick_channel(channels: tuple[ChannelView, ...], rng: random.Random | None = None) -> ChannelView | None:
     """`channels` is sorted by priority, highest first (see snapshot/builder.py)."""
-    if not channels:
-        return None
+    if len(channels) < 2:
+        return channels[0] if channels else None
     top = channels[0].priority
     tier = [c for c in channels if c.priority == top]
     if len(tier) == 1:
