@@ -106,23 +106,17 @@ def _apply_charges(conn: Any, records: list[dict[str, Any]]) -> None:
             if lease_id is not None:
                 by_lease[lease_id] += amount
     conn.exec_driver_sql(_insert_sql(conn, ledger_entries.name, _LEDGER_COLUMNS), entries)
+    _add(conn, users.c.balance_nano, {uid: -amount for uid, amount in by_user.items()})
+    _add(conn, api_keys.c.spent_nano, by_key)
+    _add(conn, leases.c.used_nano, by_lease)
+
+
+def _add(conn: Any, column: Any, deltas: dict[int, int]) -> None:
+    """column += delta for each row id, as one executemany; atomic SQL, never read-modify-write."""
+    if not deltas:
+        return
+    table = column.table
     conn.execute(
-        update(users)
-        .where(users.c.id == bindparam("uid"))
-        .values(balance_nano=users.c.balance_nano - bindparam("amt")),
-        [{"uid": uid, "amt": amt} for uid, amt in by_user.items()],
+        update(table).where(table.c.id == bindparam("row_id")).values({column.name: column + bindparam("delta")}),
+        [{"row_id": row_id, "delta": delta} for row_id, delta in deltas.items()],
     )
-    if by_key:
-        conn.execute(
-            update(api_keys)
-            .where(api_keys.c.id == bindparam("kid"))
-            .values(spent_nano=api_keys.c.spent_nano + bindparam("amt")),
-            [{"kid": kid, "amt": amt} for kid, amt in by_key.items()],
-        )
-    if by_lease:
-        conn.execute(
-            update(leases)
-            .where(leases.c.id == bindparam("lid"))
-            .values(used_nano=leases.c.used_nano + bindparam("amt")),
-            [{"lid": lid, "amt": amt} for lid, amt in by_lease.items()],
-        )

@@ -12,7 +12,7 @@ from rich.markup import escape
 from tollway.admin import channels as service
 from tollway.admin.validation import UNSET
 from tollway.cli.common import console, open_store
-from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors, split_list
+from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors, show_record, split_list
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -115,10 +115,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
     store = open_store(ctx)
     with reporting_errors():
         channel = service.get_channel(store.engine, name)
-    if as_json:
-        print_json(channel)
-    else:
-        print_record(channel, FIELDS)
+    show_record(channel, FIELDS, as_json=as_json)
 
 
 @app.command("set")

@@ -10,7 +10,7 @@ from rich.markup import escape
 from tollway.admin import groups as service
 from tollway.admin.validation import UNSET, Unset
 from tollway.cli.common import console, open_store
-from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors, split_list
+from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors, show_record, split_list
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -82,10 +82,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
     store = open_store(ctx)
     with reporting_errors():
         group = service.get_group(store.engine, name)
-    if as_json:
-        print_json(group)
-    else:
-        print_record(group, FIELDS)
+    show_record(group, FIELDS, as_json=as_json)
 
 
 @app.command("set")

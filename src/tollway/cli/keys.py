@@ -17,6 +17,7 @@ from tollway.cli.output import (
     print_secret_once,
     print_table,
     reporting_errors,
+    show_record,
     split_list,
 )
 
@@ -122,10 +123,7 @@ def show(ctx: typer.Context, key_id: KeyId, as_json: JsonFlag = False) -> None:
     store = open_store(ctx)
     with reporting_errors():
         key = service.get_key(store.engine, key_id)
-    if as_json:
-        print_json(key)
-    else:
-        print_record(key, FIELDS)
+    show_record(key, FIELDS, as_json=as_json)
 
 
 @app.command("set")

@@ -69,6 +69,14 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty:
     console.print(table)
 
 
+def show_record(record: dict[str, Any], fields: Sequence[tuple[str, str]], *, as_json: bool) -> None:
+    """What every `show` command prints: JSON for scripts, a two-column table for people."""
+    if as_json:
+        print_json(record)
+    else:
+        print_record(record, fields)
+
+
 def print_record(record: dict[str, Any], fields: Sequence[tuple[str, str]]) -> None:
     """One object as a two-column table of (label, value)."""
     table = Table(show_header=False)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from tollway.admin import prices as service
 from tollway.cli.common import console, open_store
-from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors
+from tollway.cli.output import fail, print_json, print_record, print_table, reporting_errors, show_record
 from tollway.pipeline.errors import NOT_FOUND, GatewayError
 
 app = typer.Typer(no_args_is_help=True)
@@ -95,10 +95,7 @@ def show(ctx: typer.Context, model: str, as_json: JsonFlag = False) -> None:
     store = open_store(ctx)
     with reporting_errors():
         price = service.get_price(store.engine, model)
-    if as_json:
-        print_json(price)
-    else:
-        print_record(price, FIELDS)
+    show_record(price, FIELDS, as_json=as_json)
 
 
 @app.command("remove")

@@ -18,6 +18,7 @@ from tollway.cli.output import (
     print_secret_once,
     print_table,
     reporting_errors,
+    show_record,
 )
 
 app = typer.Typer(no_args_is_help=True)
@@ -80,10 +81,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
     store = open_store(ctx)
     with reporting_errors():
         user = service.get_user(store.engine, name)
-    if as_json:
-        print_json(user)
-    else:
-        print_record(user, FIELDS)
+    show_record(user, FIELDS, as_json=as_json)
 
 
 @app.command("set")

@@ -92,46 +92,35 @@ def streamed_text(events: list[bytes]) -> str:
     parts: list[str] = []
     for event in events:
         payload = event_data(event)
-        if not payload or payload == b"[DONE]":
-            continue
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        for choice in data.get("choices") or () if isinstance(data, dict) else ():
-            if not isinstance(choice, dict):
-                continue
-            if isinstance(choice.get("text"), str):
-                parts.append(choice["text"])
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                if isinstance(delta.get("content"), str):
-                    parts.append(delta["content"])
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(function, dict):
-                        parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+        if payload and payload != b"[DONE]":
+            _choice_texts(payload, "delta", parts)
     return "".join(parts)
 
 
 def response_text(body: bytes) -> str:
     """Same as streamed_text for a non-streamed response."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return ""
     parts: list[str] = []
+    _choice_texts(body, "message", parts)
+    return "".join(parts)
+
+
+def _choice_texts(payload: bytes, field: str, parts: list[str]) -> None:
+    """Appends the texts in each choice's `field` (message or delta) and legacy `text`."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return
     for choice in data.get("choices") or () if isinstance(data, dict) else ():
         if not isinstance(choice, dict):
             continue
         if isinstance(choice.get("text"), str):
             parts.append(choice["text"])
-        message = choice.get("message")
-        if isinstance(message, dict):
-            if isinstance(message.get("content"), str):
-                parts.append(message["content"])
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
-                    parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
-    return "".join(parts)
+        message = choice.get(field)
+        if not isinstance(message, dict):
+            continue
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
