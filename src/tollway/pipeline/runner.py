@@ -204,14 +204,10 @@ class Gateway:
         client_gone = False
         try:
             async for chunk in reply.chunks:
-                out = []
-                for event in splitter.feed(chunk):
-                    usage_only = inspector.inspect(event)
-                    if inspector.done:
-                        break
-                    if usage_only and not ctx.client_wants_usage:
-                        continue
-                    out.append(event)
+                events = splitter.feed(chunk)
+                if not events:
+                    continue
+                out = events if openai_compat.plain_events(events) else self._inspect(inspector, events, ctx)
                 if out:
                     if ctx.first_byte_ns is None:
                         ctx.first_byte_ns = time.perf_counter_ns()
@@ -256,6 +252,19 @@ class Gateway:
             await self._settle(ctx, estimated, "usage Tollway counted (the upstream reported none)")
         with contextlib.suppress(ClientGone):  # already charged and journaled: the answer was paid for
             await client.finish(b"".join(tail) + DONE_EVENT)
+
+    @staticmethod
+    def _inspect(inspector: openai_compat.StreamInspector, events: list[bytes], ctx: RequestContext) -> list[bytes]:
+        """The events to forward: all but a usage-only chunk the client did not ask for, up to [DONE]."""
+        out = []
+        for event in events:
+            usage_only = inspector.inspect(event)
+            if inspector.done:
+                break
+            if usage_only and not ctx.client_wants_usage:
+                continue
+            out.append(event)
+        return out
 
     async def _settle_partial(
         self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], why: GatewayError

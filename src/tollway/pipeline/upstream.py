@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from tollway.pipeline import errors as E
 from tollway.pipeline.context import RequestContext
@@ -57,12 +58,12 @@ class UpstreamClient:
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float) -> None:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        # Parsed upstream URLs: a channel has a handful, and parsing one costs more than a lookup.
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
-        )
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -86,7 +87,10 @@ class UpstreamClient:
         )
         assert self._session is not None
         try:
-            response = await self._session.post(request.url, data=request.body, headers=request.headers)
+            url = self._urls.get(request.url)
+            if url is None:
+                url = self._urls[request.url] = URL(request.url)
+            response = await self._session.post(url, data=request.body, headers=request.headers)
         except TimeoutError:
             raise upstream_timeout() from None
         except aiohttp.ClientError as exc:

@@ -54,6 +54,13 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
+def plain_events(events: list[bytes]) -> bool:
+    """True when none of these events can carry usage or [DONE], so they need no closer look:
+    one search over the lot instead of several per event."""
+    joined = b"".join(events) if len(events) > 1 else events[0]
+    return b'"usage":{' not in joined and b'"usage": {' not in joined and b"[DONE]" not in joined
+
+
 class StreamInspector:
     """Reads each event of an OpenAI stream for usage, without re-encoding anything."""
 

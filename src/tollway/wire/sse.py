@@ -17,13 +17,14 @@ class EventSplitter:
         buffer = self._buffer + chunk if self._buffer else chunk
         events = []
         start = 0
+        crlf_framed = b"\r" in buffer  # almost never: then one search per event is enough
         while True:
             end = buffer.find(b"\n\n", start)
-            crlf = buffer.find(b"\r\n\r\n", start)
-            if crlf != -1 and (end == -1 or crlf < end):
-                end, width = crlf, 4
-            else:
-                width = 2
+            width = 2
+            if crlf_framed:
+                crlf = buffer.find(b"\r\n\r\n", start)
+                if crlf != -1 and (end == -1 or crlf < end):
+                    end, width = crlf, 4
             if end == -1:
                 break
             events.append(buffer[start : end + width])
