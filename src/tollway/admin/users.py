@@ -137,7 +137,8 @@ def adjust_balance(engine: Engine, name: str, delta_usd: str, *, note: str = "")
                 "delta_usd",
             )
         _write_ledger(conn, user_id, "topup" if delta > 0 else "adjust", delta, note.strip(), now_ms())
-        bump_config_version(conn)
+        # No config-version bump: balances are not in the gateway's snapshot (leases read them
+        # from the database), so a top-up must not make every node rebuild its config.
     return get_user(engine, name)
 
 
