@@ -107,6 +107,8 @@ def load_settings(flags: dict[str, Any] | None = None, config_file: str | None =
         raise ConfigError("workers must be at least 1")
     if not 0 < settings.port < 65536:
         raise ConfigError(f"port must be between 1 and 65535, got {settings.port}")
+    if settings.default_max_output_tokens < 1:
+        raise ConfigError("default_max_output_tokens must be at least 1")
     if settings.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got `{settings.log_level}`")
     for name in (

@@ -47,6 +47,7 @@ CHAT_MODELS = [
     "fail-500-gpt",
     "slow-5000-gpt",  # answers after the server's 3 s read timeout
     "slow-1500-gpt",  # answers after a client with a 0.5 s timeout has hung up
+    "stall-1500-gpt",  # streams: headers at once, first chunk after 1.5 s
     "drip-4000-gpt",  # the role chunk at once, then silence past the read timeout
     "cut-3-gpt",
     "drip-200-gpt",

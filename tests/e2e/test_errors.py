@@ -513,3 +513,35 @@ def _wait_until_refused(call: Callable[[], Any], code: str, timeout_s: float = 2
                 return
         time.sleep(0.05)
     raise AssertionError(f"the server did not start answering {code} within {timeout_s} s")
+
+
+def _hang_up_on_a_stream(stage: Stage, model: str) -> tuple[Account, dict[str, Any]]:
+    account = stage.account()
+    impatient = stage.client(account.key, timeout=0.5)
+    with pytest.raises(openai.APITimeoutError):
+        for _ in impatient.chat.completions.create(
+            model=model, stream=True, messages=[{"role": "user", "content": unique("gone early")}]
+        ):
+            pass
+    (row,) = stage.log_rows_for_key(account.key_id, 1, timeout_s=4.0)
+    return account, row
+
+
+def test_client_gone_before_the_upstream_answered_is_not_charged(stage: Stage) -> None:
+    """The caller hangs up before the upstream sent anything: nothing produced, nothing charged,
+    and the log says who left."""
+    account, row = _hang_up_on_a_stream(stage, "slow-1500-gpt")
+    assert (row["status_code"], row["error_code"]) == (499, "client_disconnected")
+    assert row["charged"] is False and "before any tokens" in row["charge_reason"]
+    assert stage.balance(account.user) == account.balance_nano
+
+
+def test_client_gone_before_the_first_chunk_is_charged_for_what_arrived(stage: Stage) -> None:
+    """The upstream sent its headers, the caller hung up, then the answer arrived. Whatever
+    Tollway received before it noticed (all of it, or only the empty role chunk, depending on
+    how the bytes were batched) is charged, and the row is a 499 — never a delivered answer."""
+    account, row = _hang_up_on_a_stream(stage, "stall-1500-gpt")
+    assert (row["status_code"], row["error_code"]) == (499, "client_disconnected")
+    assert row["charged"] is (row["cost_nano"] > 0)
+    assert "the client disconnected" in row["charge_reason"]
+    assert stage.balance(account.user) == account.balance_nano - row["cost_nano"]

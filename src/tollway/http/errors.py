@@ -19,6 +19,7 @@ from tollway.pipeline.errors import (
     INTERNAL_ERROR,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    REQUEST_TOO_LARGE,
     GatewayError,
 )
 
@@ -81,7 +82,7 @@ def body_not_object_error() -> GatewayError:
 
 
 def body_too_large_error() -> GatewayError:
-    return GatewayError(BAD_REQUEST, "request body is too large", "请求体过大")
+    return GatewayError(REQUEST_TOO_LARGE, "the request body is too large", "请求体过大")
 
 
 def path_not_found_error(path: str) -> GatewayError:

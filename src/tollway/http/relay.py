@@ -20,7 +20,7 @@ GATEWAY_KEY = web.AppKey("gateway", Gateway)
 TRUST_FORWARDED_KEY = web.AppKey("trust_forwarded_for", bool)
 
 _JSON = "application/json"
-_SUPPORTED = ", ".join(f"POST {e.value}" for e in Endpoint) + ", GET /v1/models"
+_SUPPORTED = ", ".join(f"POST {e.value}" for e in Endpoint) + ", GET /v1/models, GET /v1/models/{model}"
 
 
 class AiohttpClientStream:
@@ -145,12 +145,19 @@ async def unknown_path(request: web.Request) -> web.Response:
     path = request.path
     request_id = new_request_id()
     known = {e.value for e in Endpoint} | {"/v1/models"}
-    if "/v1" + path in known or path.rstrip("/") in {"", "/chat", "/embeddings"}:
+    base = f"{request.scheme}://{request.host}/v1"
+    if "/v1" + path in known or path.startswith("/models/"):
         err = GatewayError(
             E.UNSUPPORTED_ENDPOINT,
             f"`{path}` is not an endpoint here — the base URL is probably missing `/v1`: "
-            f"use `{request.scheme}://{request.host}/v1` as the base URL (so this request goes to `/v1{path}`)",
-            f"`{path}` 不是有效接口——Base URL 可能缺少 `/v1`：请使用 `{request.scheme}://{request.host}/v1`",
+            f"use `{base}` as the base URL (so this request goes to `/v1{path}`)",
+            f"`{path}` 不是有效接口——Base URL 可能缺少 `/v1`：请使用 `{base}`（此请求应发往 `/v1{path}`）",
+        )
+    elif path.rstrip("/") in {"", "/v1"}:
+        err = GatewayError(
+            E.UNSUPPORTED_ENDPOINT,
+            f"this is a Tollway gateway: use `{base}` as the base URL of an OpenAI SDK; endpoints: {_SUPPORTED}",
+            f"这是 Tollway 网关：请将 `{base}` 用作 OpenAI SDK 的 Base URL；支持的接口：{_SUPPORTED}",
         )
     elif path in known:
         err = GatewayError(

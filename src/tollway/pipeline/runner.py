@@ -120,7 +120,10 @@ class Gateway:
         ctx.failure_reason = f"{err.message_en} ({reason})" if reason else err.message_en
         ctx.charged = False
         ctx.charge_reason = "not charged: the request failed before the upstream produced any tokens"
-        await self.writer.submit({"log": ctx.log_row(), "charge": None})
+        try:
+            await self.writer.submit({"log": ctx.log_row(), "charge": None})
+        except Exception:  # the journal itself failed (a full disk): still answer the caller
+            log.exception("request %s: its log row could not be journaled", ctx.request_id)
 
     async def _settle(self, ctx: RequestContext, usage: Usage, why: str) -> None:
         """Charge for `usage` and journal the charge with its log row; returns once it is
@@ -199,10 +202,10 @@ class Gateway:
         splitter = EventSplitter()
         delivered: list[bytes] = []
         tail: list[bytes] = []
-        await client.start()
         broken: GatewayError | None = None
         client_gone = False
         try:
+            await client.start()
             async for chunk in reply.chunks:
                 events = splitter.feed(chunk)
                 if not events:
@@ -217,6 +220,10 @@ class Gateway:
                     break
                 if out:
                     await client.send(b"".join(out))
+            if inspector.done and client.gone():
+                # A write into a connection the caller already closed can still "succeed" (the
+                # kernel takes it); ask the transport before calling the answer delivered.
+                raise ClientGone
             if not inspector.done:
                 broken = _stream_broken(
                     E.UPSTREAM_STREAM_INTERRUPTED, "the upstream closed the stream early", "上游提前关闭了流"
@@ -242,7 +249,7 @@ class Gateway:
             return
         if broken is not None:
             await self._settle_partial(ctx, inspector.usage, delivered, broken)
-            await self._send_stream_error(ctx, client, broken, tail)
+            await self._send_stream_error(ctx, client, broken)
             return
         usage = inspector.usage
         if usage is not None:
@@ -290,9 +297,7 @@ class Gateway:
             f"before {why.message_en}",
         )
 
-    async def _send_stream_error(
-        self, ctx: RequestContext, client: ClientStream, err: GatewayError, tail: list[bytes]
-    ) -> None:
+    async def _send_stream_error(self, ctx: RequestContext, client: ClientStream, err: GatewayError) -> None:
         """Headers (200) are long gone: the error travels as a last SSE event, in the OpenAI
         error shape, in the caller's language."""
         payload = orjson.dumps(
@@ -307,7 +312,7 @@ class Gateway:
             }
         )
         with contextlib.suppress(ClientGone):
-            await client.finish(b"".join(tail) + b"data: " + payload + b"\n\n")
+            await client.finish(b"data: " + payload + b"\n\n")
 
 
 def _stream_broken(kind: E.ErrorKind, message_en: str, message_zh: str) -> GatewayError:

@@ -59,7 +59,7 @@ def from_upstream_status(status: int, body: bytes, channel: ChannelView) -> Gate
             E.BAD_REQUEST,
             f"the upstream provider rejected the request: {said or f'HTTP {status}'}",
             f"上游服务拒绝了该请求：{said or f'HTTP {status}'}",
-            extra={"reason": reason},
+            extra={"reason": f"upstream answered HTTP {status}"},  # its words are in the message already
         )
     if status in (401, 403):
         return GatewayError(
