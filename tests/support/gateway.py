@@ -24,6 +24,11 @@ from tollway.store.migrate import upgrade_to_head
 TEST_SECRET = "e2e-secret-key"
 
 
+def _masked(text: str) -> str:
+    """Server output as tests may show it: the keys and tokens it printed, masked."""
+    return re.sub(r"(sk-|tw-admin-)[A-Za-z0-9_-]{4,}", r"\1…", text)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,9 +81,8 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"tollway serve exited early:\n{self.process.stdout.read() if self.process.stdout else ''}"
-                )
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise RuntimeError(f"tollway serve exited early:\n{_masked(output)}")
             try:
                 with urllib.request.urlopen(f"{self.root_url}/api/health", timeout=0.5) as response:
                     if response.status == 200:
