@@ -3,12 +3,13 @@ pipeline and write what it returns."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import orjson
 from aiohttp import web
 
-from tollway.http.errors import REQUEST_ID_HEADER, error_response, new_request_id
+from tollway.http.errors import REQUEST_ID_HEADER, error_body, error_response, new_request_id
 from tollway.pipeline import errors as E
 from tollway.pipeline import steps
 from tollway.pipeline.context import RequestContext
@@ -93,8 +94,20 @@ def _relay_handler(endpoint: Endpoint):  # type: ignore[no-untyped-def]
             ctx.body_too_large = True  # refused by parse_body, after authentication, with a log row
         stream = AiohttpClientStream(request, request_id)
         reply = await request.app[GATEWAY_KEY].handle(ctx, request.headers, stream)
+        if stream.response is not None:
+            if reply is not None and reply.error is not None:
+                # Something unexpected broke a stream already under way: its status line is
+                # gone, so the error ends it as a last event.
+                event = (
+                    b"data: "
+                    + orjson.dumps(error_body(reply.error, request_id=request_id, accept_language=accept_language))
+                    + b"\n\n"
+                )
+                with contextlib.suppress(ClientGone):
+                    await stream.finish(event)
+            return stream.response
         if reply is None:
-            return stream.response or web.Response(status=499)
+            return web.Response(status=499)  # the caller left before anything could be sent
         if reply.error is not None:
             return error_response(reply.error, request_id=request_id, accept_language=accept_language)
         return web.Response(
