@@ -10,8 +10,8 @@ from tollway.providers.openai_compat import (
     client_wants_usage,
     response_text,
     response_usage,
-    streamed_text,
 )
+from tollway.providers.openai_stream import streamed_text
 from tollway.snapshot.model import ChannelView
 from tollway.wire.sse import EventSplitter
 from tollway.wire.usage import Usage
@@ -275,13 +275,3 @@ def test_streamed_text_for_legacy_completions() -> None:
 def test_streamed_text_skips_junk() -> None:
     events = [b"data: not json\n\n", b"data: [1,2]\n\n", b'data: {"choices":["x",{"delta":"y"}]}\n\n', b"event: x\n\n"]
     assert streamed_text(events) == ""
-
-
-def test_plain_events_spots_usage_and_done_anywhere_in_the_batch() -> None:
-    from tollway.providers.openai_compat import plain_events
-
-    content = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
-    assert plain_events([content, content])
-    assert not plain_events([content, b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n'])
-    assert not plain_events([content, b'data: {"choices":[],"usage": {"prompt_tokens":1}}\n\n'])
-    assert not plain_events([content, b"data: [DONE]\n\n"])

@@ -28,8 +28,9 @@ from tollway.pipeline.upstream import UpstreamClient, UpstreamReply
 from tollway.pipeline.upstream_errors import from_upstream_status
 from tollway.providers import openai_compat, tokens
 from tollway.providers.base import Endpoint
+from tollway.providers.openai_stream import StreamFilter, streamed_text
 from tollway.snapshot.holder import SnapshotHolder
-from tollway.wire.sse import DONE_EVENT, EventSplitter
+from tollway.wire.sse import DONE_EVENT
 from tollway.wire.usage import ESTIMATED, Usage
 
 log = logging.getLogger("tollway.pipeline")
@@ -188,7 +189,7 @@ class Gateway:
 
     async def _estimated_usage(self, ctx: RequestContext, delivered: list[bytes]) -> Usage:
         await self._tokenizer_ready(ctx)
-        completion = tokens.count_text(openai_compat.streamed_text(delivered), ctx.upstream_model or "")
+        completion = tokens.count_text(streamed_text(delivered), ctx.upstream_model or "")
         return Usage(self._count_prompt(ctx), completion, 0, ESTIMATED)
 
     # -- streaming --------------------------------------------------------------------
@@ -198,33 +199,29 @@ class Gateway:
         last read (the one carrying [DONE]) waits until the charge is journaled, and then goes
         out in the same write as the end of the response."""
         assert reply.chunks is not None
-        inspector = openai_compat.StreamInspector()
-        splitter = EventSplitter()
+        stream = StreamFilter(strip_usage=not ctx.client_wants_usage)
         delivered: list[bytes] = []
-        tail: list[bytes] = []
+        tail = b""
         broken: GatewayError | None = None
         client_gone = False
         try:
             await client.start()
             async for chunk in reply.chunks:
-                events = splitter.feed(chunk)
-                if not events:
-                    continue
-                out = events if openai_compat.plain_events(events) else self._inspect(inspector, events, ctx)
+                out = stream.feed(chunk)
                 if out:
                     if ctx.first_byte_ns is None:
                         ctx.first_byte_ns = time.perf_counter_ns()
-                    delivered.extend(out)
-                if inspector.done:
+                    delivered.append(out)
+                if stream.done:
                     tail = out
                     break
                 if out:
-                    await client.send(b"".join(out))
-            if inspector.done and client.gone():
+                    await client.send(out)
+            if stream.done and client.gone():
                 # A write into a connection the caller already closed can still "succeed" (the
                 # kernel takes it); ask the transport before calling the answer delivered.
                 raise ClientGone
-            if not inspector.done:
+            if not stream.done:
                 broken = _stream_broken(
                     E.UPSTREAM_STREAM_INTERRUPTED, "the upstream closed the stream early", "上游提前关闭了流"
                 )
@@ -241,37 +238,24 @@ class Gateway:
                 f"上游数据流中断（{type(exc).__name__}）",
             )
         finally:
-            reply.close(complete=inspector.done)
+            reply.close(complete=stream.done)
 
         if client_gone:
             gone = _stream_broken(E.CLIENT_DISCONNECTED, "the client disconnected mid-stream", "客户端在流式传输中断开")
-            await self._settle_partial(ctx, inspector.usage, delivered, gone)
+            await self._settle_partial(ctx, stream.usage, delivered, gone)
             return
         if broken is not None:
-            await self._settle_partial(ctx, inspector.usage, delivered, broken)
+            await self._settle_partial(ctx, stream.usage, delivered, broken)
             await self._send_stream_error(ctx, client, broken)
             return
-        usage = inspector.usage
+        usage = stream.usage
         if usage is not None:
             await self._settle(ctx, usage, "the usage the upstream reported")
         else:
             estimated = await self._estimated_usage(ctx, delivered)
             await self._settle(ctx, estimated, "usage Tollway counted (the upstream reported none)")
         with contextlib.suppress(ClientGone):  # already charged and journaled: the answer was paid for
-            await client.finish(b"".join(tail) + DONE_EVENT)
-
-    @staticmethod
-    def _inspect(inspector: openai_compat.StreamInspector, events: list[bytes], ctx: RequestContext) -> list[bytes]:
-        """The events to forward: all but a usage-only chunk the client did not ask for, up to [DONE]."""
-        out = []
-        for event in events:
-            usage_only = inspector.inspect(event)
-            if inspector.done:
-                break
-            if usage_only and not ctx.client_wants_usage:
-                continue
-            out.append(event)
-        return out
+            await client.finish(tail + DONE_EVENT)
 
     async def _settle_partial(
         self, ctx: RequestContext, usage: Usage | None, delivered: list[bytes], why: GatewayError

@@ -54,13 +54,6 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def plain_events(events: list[bytes]) -> bool:
-    """True when none of these events can carry usage or [DONE], so they need no closer look:
-    one search over the lot instead of several per event."""
-    joined = b"".join(events) if len(events) > 1 else events[0]
-    return b'"usage":{' not in joined and b'"usage": {' not in joined and b"[DONE]" not in joined
-
-
 class StreamInspector:
     """Reads each event of an OpenAI stream for usage, without re-encoding anything."""
 
@@ -93,25 +86,14 @@ class StreamInspector:
         return usage is not None and not data.get("choices")
 
 
-def streamed_text(events: list[bytes]) -> str:
-    """The text an OpenAI stream delivered (content, tool call names and arguments), for
-    counting completion tokens when the upstream reported none."""
-    parts: list[str] = []
-    for event in events:
-        payload = event_data(event)
-        if payload and payload != b"[DONE]":
-            _choice_texts(payload, "delta", parts)
-    return "".join(parts)
-
-
 def response_text(body: bytes) -> str:
-    """Same as streamed_text for a non-streamed response."""
+    """The text of a non-streamed response (see openai_stream.streamed_text for streams)."""
     parts: list[str] = []
-    _choice_texts(body, "message", parts)
+    choice_texts(body, "message", parts)
     return "".join(parts)
 
 
-def _choice_texts(payload: bytes, field: str, parts: list[str]) -> None:
+def choice_texts(payload: bytes, field: str, parts: list[str]) -> None:
     """Appends the texts in each choice's `field` (message or delta) and legacy `text`."""
     try:
         data = orjson.loads(payload)
