@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -322,6 +323,25 @@ def summarize(target: str, scenario: str, raw: dict[str, Any], direct: dict[str,
     return row
 
 
+MEDIAN_FIELDS = ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms", "rss_mib")
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several rounds of the same target and scenario: the median of each figure,
+    the spread of CPU per request, every round's raw numbers, and all their errors."""
+    row = dict(runs[0])
+    for name in MEDIAN_FIELDS:
+        values = [run[name] for run in runs if run[name] is not None]
+        row[name] = statistics.median(values) if values else None
+    cpu = [run["cpu_us_per_req"] for run in runs]
+    row["cpu_us_per_req_min"], row["cpu_us_per_req_max"] = min(cpu), max(cpu)
+    row["rounds"] = len(runs)
+    row["errors"] = sum(run["errors"] for run in runs)
+    row["first_error"] = next((run["first_error"] for run in runs if run["first_error"]), None)
+    row["raw"] = [run["raw"] for run in runs]
+    return row
+
+
 def checks_for(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tollway against the floor, per scenario: CPU per request ratio and extra p50."""
     by_key = {(r["target"], r["scenario"]): r for r in rows}
@@ -375,7 +395,7 @@ def render(rows: list[dict[str, Any]], checks: list[dict[str, Any]], header: str
     # Piped output would otherwise be squeezed into 80 columns and truncate every cell.
     console = Console(width=None if sys.stdout.isatty() else 140)
     table = Table(title=header, title_justify="left")
-    for column in ("target", "scenario", "rps", "CPU µs/req", "p50 ms", "p99 ms"):
+    for column in ("target", "scenario", "rps", "CPU µs/req", "CPU range", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("target", "scenario") else "right")
     for column in ("added p50 ms", "added p99 ms", "RSS MiB", "errors"):
         table.add_column(column, justify="right")
@@ -386,6 +406,7 @@ def render(rows: list[dict[str, Any]], checks: list[dict[str, Any]], header: str
             row["scenario"],
             _fmt(row["rps"], 0),
             _fmt(row["cpu_us_per_req"], 0),
+            f"{_fmt(row.get('cpu_us_per_req_min'), 0)}–{_fmt(row.get('cpu_us_per_req_max'), 0)}",
             _fmt(row["p50_ms"], 3),
             _fmt(row["p99_ms"], 3),
             "(baseline)" if is_direct else _fmt(row["added_p50_ms"], 3),
@@ -441,6 +462,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-requests", type=int, help="latency-phase requests per run (default 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="throughput-phase concurrency (default 32)")
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    parser.add_argument(
+        "--repeat", type=int, help="rounds per target and scenario; figures are medians (default 3, 1 with --quick)"
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: chat, stream")
     parser.add_argument(
         "--targets",
@@ -458,6 +482,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         opts.requests = 1000 if opts.quick else 3000
     if opts.latency_requests is None:
         opts.latency_requests = 200 if opts.quick else 1000
+    if opts.repeat is None:
+        opts.repeat = 1 if opts.quick else 3
+    if opts.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if opts.load_timeout is None:
         opts.load_timeout = 60.0 if opts.quick else 600.0
     if min(opts.requests, opts.latency_requests, opts.concurrency) < 1:
@@ -502,15 +530,23 @@ def run_bench(opts: argparse.Namespace, children: Children, workdir: Path) -> di
         tollway, base_url, api_key = start_tollway(children, workdir, upstream_port)
         targets.append(Target("tollway", base_url, tollway.proc.pid, api_key))
     rows: list[dict[str, Any]] = []
-    # Scenario-major, targets interleaved: slow drift of the machine hits every target alike.
+    # Scenario-major, targets interleaved, in rounds: slow drift of the machine hits every target
+    # alike, and each figure is the median of its rounds (a shared VM swings run to run).
     for scenario in opts.scenarios:
-        direct = None
-        for target in targets:
-            print(f"measuring {target.name}/{scenario} …", file=sys.stderr, flush=True)
-            raw = run_load(children, target, scenario, opts, workdir)
-            if target.name == "direct":
-                direct = raw
-            rows.append(summarize(target.name, scenario, raw, direct))
+        rounds: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
+        for round_no in range(1, opts.repeat + 1):
+            direct = None
+            for target in targets:
+                print(
+                    f"measuring {target.name}/{scenario} (round {round_no}/{opts.repeat}) …",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raw = run_load(children, target, scenario, opts, workdir)
+                if target.name == "direct":
+                    direct = raw
+                rounds[target.name].append(summarize(target.name, scenario, raw, direct))
+        rows.extend(median_row(rounds[target.name]) for target in targets)
     return {
         "started_at": started_at,
         "machine": machine_info(),
@@ -521,6 +557,7 @@ def run_bench(opts: argparse.Namespace, children: Children, workdir: Path) -> di
             "scenarios": opts.scenarios,
             "targets": opts.targets,
             "quick": opts.quick,
+            "repeat": opts.repeat,
         },
         "goals": {
             "cpu_ratio_max": CPU_RATIO_TARGET,

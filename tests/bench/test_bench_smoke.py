@@ -273,3 +273,21 @@ def test_run_measures_direct_and_floor_then_stops_everything(tmp_path: Path) -> 
         leftover.kill()
     assert [p.pid for p in leftovers] == []
     assert list(scratch.iterdir()) == []  # the temp dir is removed too
+
+
+def test_median_row_takes_the_median_of_each_figure_and_keeps_the_spread() -> None:
+    def round_row(cpu: float, p50: float, errors: int) -> dict:
+        raw = {
+            "latency": {"p50_ms": p50, "p99_ms": p50 * 2},
+            "throughput": {"rps": 1000 / cpu, "cpu_us_per_req": cpu},
+            "rss_bytes": 2**20,
+            "errors": errors,
+            "first_error": "boom" if errors else None,
+        }
+        return run.summarize("tollway", "chat", raw, None)
+
+    row = run.median_row([round_row(300, 1.0, 0), round_row(500, 3.0, 2), round_row(320, 1.2, 0)])
+    assert row["cpu_us_per_req"] == 320 and row["p50_ms"] == 1.2
+    assert (row["cpu_us_per_req_min"], row["cpu_us_per_req_max"]) == (300, 500)
+    assert row["rounds"] == 3 and row["errors"] == 2 and row["first_error"] == "boom"
+    assert len(row["raw"]) == 3
