@@ -24,6 +24,14 @@ _JSON = "application/json"
 _SUPPORTED = ", ".join(f"POST {e.value}" for e in Endpoint) + ", GET /v1/models, GET /v1/models/{model}"
 
 
+class _EventStream(web.StreamResponse):
+    # aiohttp sends a stream's headers on prepare() by default: one write for them and another
+    # for the first event. SSE clients wait for the first event anyway, so send them together
+    # (one system call less per stream; measured with bench/run.py). Without this attribute, in
+    # another aiohttp version, the headers simply go out early again.
+    _send_headers_immediately = False
+
+
 class AiohttpClientStream:
     """Server-sent events to the caller, flushed event by event."""
 
@@ -39,7 +47,9 @@ class AiohttpClientStream:
         return transport is None or transport.is_closing()
 
     async def start(self) -> None:
-        response = web.StreamResponse(
+        if self.gone():  # hung up while the upstream was thinking: read nothing more from it
+            raise ClientGone
+        response = _EventStream(
             status=200,
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
