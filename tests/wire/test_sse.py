@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.wire.sse import DONE_EVENT, EventSplitter, encode_event, event_data
+from tollway.wire.sse import DONE_EVENT, EventSplitter, event_data
 
 # A realistic upstream stream: a keep-alive comment, content chunks, a usage-only chunk, [DONE].
 STREAM = (
@@ -125,9 +125,7 @@ def test_event_data_removes_only_one_leading_space() -> None:
     assert event_data(b"data:   indented\n\n") == b"  indented"
 
 
-def test_encode_event_round_trips_through_the_splitter() -> None:
+def test_an_event_and_done_round_trip_through_the_splitter() -> None:
     payload = b'{"choices":[{"delta":{"content":"hi"}}]}'
-    encoded = encode_event(payload)
-    assert encoded == b"data: " + payload + b"\n\n"
-    events = EventSplitter().feed(encoded + DONE_EVENT)
+    events = EventSplitter().feed(b"data: " + payload + b"\n\n" + DONE_EVENT)
     assert [event_data(e) for e in events] == [payload, b"[DONE]"]
