@@ -44,4 +44,3 @@ def event_data(event: bytes) -> bytes | None:
         return None
     # The SSE rule: drop exactly one space after the colon, if there is one.
     return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)
-
