@@ -14,73 +14,59 @@ def _user(engine: Engine, balance: str = "1") -> int:
     return users.create_user(engine, "alice", balance_usd=balance)["id"]
 
 
-def test_grant_is_capped_by_what_is_available(engine: Engine) -> None:
-    uid = _user(engine, "1")
-    grant = leases.acquire(
+def _acquire(
+    engine: Engine,
+    holder: str,
+    account_id: int,
+    need: int,
+    want: int,
+    *,
+    kind: str = leases.USER,
+    lease_id: int | None = None,
+) -> leases.Grant | None:
+    return leases.acquire(
         engine,
-        holder="h1",
-        kind=leases.USER,
-        account_id=uid,
-        need_nano=10,
-        want_nano=5 * NANO,
+        holder=holder,
+        kind=kind,
+        account_id=account_id,
+        need_nano=need,
+        want_nano=want,
         ttl_ms=60_000,
-        lease_id=None,
+        lease_id=lease_id,
     )
-    assert grant is not None and grant.granted_nano == NANO
-    # Everything is leased now: a second holder cannot get even one nano-USD.
-    assert (
-        leases.acquire(
-            engine,
-            holder="h2",
-            kind=leases.USER,
-            account_id=uid,
-            need_nano=1,
-            want_nano=10,
-            ttl_ms=60_000,
-            lease_id=None,
-        )
-        is None
-    )
+
+
+def test_grant_is_capped_by_half_of_what_is_available(engine: Engine) -> None:
+    uid = _user(engine, "1")
+    # A node asking for more than there is gets half, so another node can still serve the account.
+    first = _acquire(engine, "h1", uid, 10, 5 * NANO)
+    assert first is not None and first.granted_nano == NANO // 2
+    second = _acquire(engine, "h2", uid, 10, 5 * NANO)
+    assert second is not None and second.granted_nano == NANO // 4
+    # What a request needs is granted in full, above the half, when it is there.
+    third = _acquire(engine, "h3", uid, NANO // 4, NANO // 4)
+    assert third is not None and third.granted_nano == NANO // 4
+    # Everything is leased now: a fourth holder cannot get even one nano-USD.
+    assert _acquire(engine, "h4", uid, 1, 10) is None
     assert leases.available_nano(engine, leases.USER, uid) == 0
 
 
 def test_growing_a_lease_keeps_one_row(engine: Engine) -> None:
     uid = _user(engine, "1")
-    first = leases.acquire(
-        engine, holder="h", kind=leases.USER, account_id=uid, need_nano=100, want_nano=100, ttl_ms=60_000, lease_id=None
-    )
+    first = _acquire(engine, "h", uid, 100, 100)
     assert first is not None
-    again = leases.acquire(
-        engine,
-        holder="h",
-        kind=leases.USER,
-        account_id=uid,
-        need_nano=50,
-        want_nano=50,
-        ttl_ms=60_000,
-        lease_id=first.lease_id,
-    )
+    again = _acquire(engine, "h", uid, 50, 50, lease_id=first.lease_id)
     assert again is not None and again.lease_id == first.lease_id
     with engine.connect() as conn:
-        rows = conn.execute(select(leases_table.c.granted_nano)).scalars().all()
-    assert rows == [150]
+        assert conn.execute(select(leases_table.c.granted_nano)).scalars().all() == [150]
 
 
 def test_concurrent_holders_never_lease_more_than_the_balance(engine: Engine) -> None:
-    """Twenty processes' worth of threads race for a 1 USD balance in 0.3 USD slices."""
+    """Twenty processes' worth of threads race for a 1 USD balance in 0.1–0.3 USD slices."""
     uid = _user(engine, "1")
 
     def grab(i: int) -> int:
-        grant = leases.acquire(
-            engine,
-            holder=f"h{i}",
-            kind=leases.USER,
-            account_id=uid,
-            need_nano=NANO // 10,
-            want_nano=3 * NANO // 10,
-            ttl_ms=60_000,
-            lease_id=None,
-        )
+        grant = _acquire(engine, f"h{i}", uid, NANO // 10, 3 * NANO // 10)
         return 0 if grant is None else grant.granted_nano
 
     with ThreadPoolExecutor(8) as pool:
@@ -91,48 +77,19 @@ def test_concurrent_holders_never_lease_more_than_the_balance(engine: Engine) ->
 
 def test_expired_and_released_leases_hold_nothing(engine: Engine) -> None:
     uid = _user(engine, "1")
-    grant = leases.acquire(
-        engine,
-        holder="dead",
-        kind=leases.USER,
-        account_id=uid,
-        need_nano=NANO,
-        want_nano=NANO,
-        ttl_ms=60_000,
-        lease_id=None,
-    )
-    assert grant is not None
+    assert _acquire(engine, "dead", uid, NANO, NANO) is not None
     assert leases.available_nano(engine, leases.USER, uid) == 0
     with engine.begin() as conn:  # the holder died a minute ago
         conn.execute(update(leases_table).values(expires_at_ms=0))
     assert leases.available_nano(engine, leases.USER, uid) == NANO
-    other = leases.acquire(
-        engine,
-        holder="h2",
-        kind=leases.USER,
-        account_id=uid,
-        need_nano=NANO,
-        want_nano=NANO,
-        ttl_ms=60_000,
-        lease_id=None,
-    )
-    assert other is not None
+    assert _acquire(engine, "h2", uid, NANO, NANO) is not None
     assert leases.release_holder(engine, "h2") == 1
     assert leases.available_nano(engine, leases.USER, uid) == NANO
 
 
 def test_committed_usage_moves_from_lease_to_balance_without_double_counting(engine: Engine) -> None:
     uid = _user(engine, "1")
-    grant = leases.acquire(
-        engine,
-        holder="h",
-        kind=leases.USER,
-        account_id=uid,
-        need_nano=NANO // 2,
-        want_nano=NANO // 2,
-        ttl_ms=60_000,
-        lease_id=None,
-    )
+    grant = _acquire(engine, "h", uid, NANO // 2, NANO // 2)
     assert grant is not None
     assert leases.available_nano(engine, leases.USER, uid) == NANO // 2
     record = {
@@ -164,14 +121,5 @@ def test_key_capacity_is_limit_minus_spent(engine: Engine) -> None:
     _user(engine, "5")
     key = keys.create_key(engine, "alice", spend_limit_usd="0.5")
     assert leases.available_nano(engine, leases.KEY, key["id"]) == NANO // 2
-    grant = leases.acquire(
-        engine,
-        holder="h",
-        kind=leases.KEY,
-        account_id=key["id"],
-        need_nano=1,
-        want_nano=NANO,
-        ttl_ms=60_000,
-        lease_id=None,
-    )
-    assert grant is not None and grant.granted_nano == NANO // 2
+    grant = _acquire(engine, "h", key["id"], 1, NANO, kind=leases.KEY)
+    assert grant is not None and grant.granted_nano == NANO // 4  # half of the 0.5 left

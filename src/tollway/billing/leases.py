@@ -69,8 +69,10 @@ def acquire(
     ttl_ms: int,
     lease_id: int | None,
 ) -> Grant | None:
-    """Grow `lease_id` (or open a new lease) by at least `need_nano` and at most `want_nano`.
-    None when the account cannot cover `need_nano`. The account row is locked for the
+    """Grow `lease_id` (or open a new lease) by at least `need_nano` and at most `want_nano`,
+    and never more than half of what is left unless `need_nano` itself asks for more: so when
+    several nodes serve one account, one of them cannot take it all while the others refuse its
+    requests. None when the account cannot cover `need_nano`. The account row is locked for the
     transaction (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so two processes cannot
     both be granted the same money."""
     with engine.begin() as conn:
@@ -81,7 +83,7 @@ def acquire(
         available = capacity - _outstanding(conn, kind, account_id, at)
         if available < need_nano or (need_nano <= 0 and available <= 0):
             return None
-        grant = max(need_nano, min(want_nano, available))
+        grant = max(need_nano, min(want_nano, available // 2))
         if lease_id is not None:
             moved = conn.execute(
                 update(leases)
