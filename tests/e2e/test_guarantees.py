@@ -4,6 +4,7 @@ PostgreSQL: no lost charge after SIGKILL, and no overspend beyond what was in fl
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.support.gateway import GatewayProcess
 from tollway.admin import channels, keys, prices, users
 from tollway.billing.prices import cost_nano, estimate_nano
 from tollway.snapshot.model import PriceView
-from tollway.store.tables import ledger_entries, request_logs
+from tollway.store.tables import leases, ledger_entries, request_logs
 from tollway.wire.usage import Usage
 
 INPUT_NANO, OUTPUT_NANO = 1_000_000_000, 2_000_000_000  # 1 and 2 USD per 1M tokens
@@ -165,3 +166,35 @@ def test_overspend_is_bounded_by_what_was_in_flight(
     assert 1 <= seen["ok"] <= in_flight_max
     assert seen["spent"] == seen["ok"] * actual
     assert seen["spent"] - seen["limit"] <= in_flight_max * (actual - hold)
+
+
+@pytest.mark.parametrize(("stop_signal", "workers"), [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 2)])
+def test_graceful_stop_commits_everything_and_hands_leases_back(
+    tmp_path: Path, database_url: str, fake: FakeUpstream, stop_signal: signal.Signals, workers: int
+) -> None:
+    if workers > 1 and database_url.startswith("sqlite"):
+        pytest.skip("several workers are exercised on PostgreSQL")
+    gw = GatewayProcess(tmp_path / "data", database_url=database_url, extra_env={"TOLLWAY_LOG_FLUSH_INTERVAL_S": "60"})
+    key = _configure(gw, fake, balance="1")
+    gw.start("--workers", str(workers))
+
+    async def traffic() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            url = f"{gw.base_url}/chat/completions"
+            return [(await _post(session, url, key, _body("fake-model", stream=s)))[0] for s in (False, True, False)]
+
+    assert asyncio.run(traffic()) == [200, 200, 200]
+    assert _count(gw, request_logs) == 0  # still batched in memory and in the journal
+    assert gw.process is not None
+    gw.process.send_signal(stop_signal)
+    assert gw.process.wait(timeout=20) == 0
+    try:
+        assert _count(gw, request_logs) == 3 and _count(gw, ledger_entries) == 1 + 3
+        with gw.engine.connect() as conn:
+            held = conn.execute(
+                select(func.count()).select_from(leases).where(leases.c.released.is_(False))
+            ).scalar_one()
+        assert held == 0
+        assert not list((tmp_path / "data" / "journal").glob("*.jsonl"))
+    finally:
+        gw.close()
