@@ -26,11 +26,9 @@ from tollway.admin import channels, groups, keys, prices, tokens, users
 from tollway.http import admin_schemas as s
 from tollway.http.errors import (
     REQUEST_ID_HEADER,
-    body_not_object_error,
     body_too_large_error,
     error_response,
     internal_error,
-    invalid_json_error,
     method_not_allowed_error,
     new_request_id,
     path_not_found_error,
@@ -38,7 +36,13 @@ from tollway.http.errors import (
 )
 from tollway.http.openapi import PathParam, RouteSpec, build_document
 from tollway.logs import query as log_query
-from tollway.pipeline.errors import ADMIN_UNAUTHORIZED, BAD_REQUEST, GatewayError
+from tollway.pipeline.errors import (
+    ADMIN_UNAUTHORIZED,
+    BAD_REQUEST,
+    GatewayError,
+    body_not_object_error,
+    invalid_json_error,
+)
 
 log = logging.getLogger("tollway.admin")
 

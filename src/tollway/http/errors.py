@@ -21,6 +21,7 @@ from tollway.pipeline.errors import (
     NOT_FOUND,
     REQUEST_TOO_LARGE,
     GatewayError,
+    body_not_object_error,
 )
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -63,22 +64,6 @@ def error_response(err: GatewayError, *, request_id: str, accept_language: str |
 
 
 # --- Errors the HTTP layer itself raises (not a pipeline step) ---------------------------
-
-
-def invalid_json_error() -> GatewayError:
-    return GatewayError(
-        BAD_REQUEST,
-        "request body is not valid JSON",
-        "请求体不是有效的 JSON",
-    )
-
-
-def body_not_object_error() -> GatewayError:
-    return GatewayError(
-        BAD_REQUEST,
-        "request body must be a JSON object",
-        "请求体必须是 JSON 对象",
-    )
 
 
 def body_too_large_error() -> GatewayError:

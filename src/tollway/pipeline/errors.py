@@ -79,3 +79,12 @@ def prefers_chinese(accept_language: str | None) -> bool:
         return False
     first = accept_language.split(",", 1)[0].strip().lower()
     return first.startswith("zh")
+
+
+# Refusals of a request body, shared by the relay (pipeline/steps.py) and the admin API.
+def invalid_json_error() -> GatewayError:
+    return GatewayError(BAD_REQUEST, "request body is not valid JSON", "请求体不是有效的 JSON")
+
+
+def body_not_object_error() -> GatewayError:
+    return GatewayError(BAD_REQUEST, "request body must be a JSON object", "请求体必须是 JSON 对象")

@@ -104,13 +104,9 @@ def parse_body(ctx: RequestContext) -> None:
     try:
         body = orjson.loads(ctx.raw_body)
     except orjson.JSONDecodeError:
-        raise GatewayError(
-            E.BAD_REQUEST,
-            "the request body is not valid JSON",
-            "请求体不是有效的 JSON",
-        ) from None
+        raise E.invalid_json_error() from None
     if not isinstance(body, dict):
-        raise GatewayError(E.BAD_REQUEST, "the request body must be a JSON object", "请求体必须是 JSON 对象")
+        raise E.body_not_object_error()
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError(
